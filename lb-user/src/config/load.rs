@@ -1,0 +1,196 @@
+//! Reading and parsing a configuration file into a validated [`Config`].
+
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    model::{Config, Origin},
+    validate,
+};
+
+/// A configuration problem, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file that was read.
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column (in characters), when the problem has a place in the file.
+    pub column: Option<usize>,
+    /// Dotted key of the offending setting (`interface.xdp_mode`), when known.
+    pub key: Option<String>,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl ConfigError {
+    /// An error at byte range `span` of `source`: line, column and key are derived from it.
+    pub(crate) fn at(file: &Path, source: &str, span: Option<Range<usize>>, message: String) -> Self {
+        let (line, column, key) = match span {
+            Some(span) => {
+                let (line, column) = line_column(source, span.start);
+                (Some(line), Some(column), key_at(source, span.start))
+            }
+            None => (None, None, None),
+        };
+        ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+}
+
+/// Reads, parses and validates the file at `path`.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    load_str(path, &source)
+}
+
+/// Parses and validates `source`, naming `path` in errors.
+pub fn load_str(path: &Path, source: &str) -> Result<Config, ConfigError> {
+    let mut config: Config = toml::from_str(source).map_err(|e| {
+        ConfigError::at(path, source, e.span(), e.message().trim_end().to_string())
+    })?;
+    config.origin = Origin {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+    };
+    validate::validate(&config).map_err(|(span, message)| config.error_at(span, message))?;
+    Ok(config)
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..floor_char_boundary(source, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The dotted key being set on the line holding byte `offset`: the nearest table header above
+/// it joined with the key left of `=` on that line (or the header alone, for a header line).
+fn key_at(source: &str, offset: usize) -> Option<String> {
+    let offset = floor_char_boundary(source, offset.min(source.len()));
+    let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[offset..].find('\n').map_or(source.len(), |i| offset + i);
+    let line = source[line_start..line_end].trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let inner = l.strip_prefix("[[").and_then(|r| r.split("]]").next())
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
+        Some(inner.trim().to_string())
+    };
+    if let Some(table) = header(line) {
+        return Some(table);
+    }
+    let table = source[..line_start].lines().rev().find_map(header);
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())?;
+    Some(match table {
+        Some(table) if !key.is_empty() => format!("{table}.{key}"),
+        _ => key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(source: &str) -> ConfigError {
+        load_str(Path::new("lb.toml"), source).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn accepts_a_complete_config() {
+        let config = load_str(
+            Path::new("lb.toml"),
+            "[global]\nxdp_mode = \"generic\"\n\n[[interface]]\nname = \"eth0\"\n\n[[interface]]\nname = \"eth1\"\nxdp_mode = \"native\"\n",
+        )
+        .expect("valid config");
+        assert_eq!(config.interfaces.len(), 2);
+        assert_eq!(config.interfaces[1].xdp_mode, Some(super::super::XdpModeSetting::Native));
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_key() {
+        let e = err("[global]\nxdp_mode = \"auto\"\n\n[[interface]]\nname = \"eth0\"\nxdp_mdoe = \"native\"\n");
+        assert_eq!((e.line, e.column), (Some(6), Some(1)));
+        assert_eq!(e.key.as_deref(), Some("interface.xdp_mdoe"));
+        assert!(e.message.contains("unknown field `xdp_mdoe`"), "{e}");
+        assert!(e.to_string().starts_with("lb.toml:6:1: key `interface.xdp_mdoe`: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let e = err("[globl]\n");
+        assert_eq!((e.line, e.column), (Some(1), Some(1)));
+        assert!(e.message.contains("unknown field `globl`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_says_what_was_expected() {
+        let e = err("[global]\nxdp_mode = \"fast\"\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("global.xdp_mode"));
+        assert!(e.message.contains("auto") && e.message.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = err("[[interface]]\nname = 42\n");
+        assert_eq!((e.line, e.column), (Some(2), Some(8)));
+        assert_eq!(e.key.as_deref(), Some("interface.name"));
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = err("[global\n");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn validation_error_points_at_the_value() {
+        let e = err("[[interface]]\nname = \"eth0\"\n\n[[interface]]\n  name = \"eth0\"\n");
+        assert_eq!((e.line, e.column), (Some(5), Some(10)));
+        assert_eq!(e.key.as_deref(), Some("interface.name"));
+        assert!(e.message.contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let e = err("# é\n[[interface]]\nname = \"é\"\nbad = 1\n");
+        assert_eq!((e.line, e.column), (Some(4), Some(1)));
+    }
+}

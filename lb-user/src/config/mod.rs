@@ -1,0 +1,13 @@
+//! Configuration: one TOML file, parsed strictly (unknown keys are errors) and validated.
+//!
+//! Layout: `model` holds the typed sections as they appear in the file; `load` reads and parses
+//! a file and turns every failure into a [`ConfigError`] that names file, line, column and key;
+//! `validate` checks what serde cannot (names, duplicates). Later issues add sections (`l4`,
+//! `vrrp`, `frontend`, ...) to the model.
+
+mod load;
+mod model;
+mod validate;
+
+pub use load::{ConfigError, load_file, load_str};
+pub use model::{Config, Global, Interface, Origin, XdpModeSetting};

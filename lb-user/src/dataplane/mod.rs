@@ -1,0 +1,13 @@
+//! The L4 data plane: the XDP object, where it is attached, and what its maps hold.
+//!
+//! Layout: `loader` loads the embedded object, pins it under the bpffs directory and attaches
+//! `lb_ingress` to interfaces; `stats` reads the per-CPU counters back from the pinned map (so
+//! `lb stats` works from another process). Nothing outside this module touches BPF maps.
+
+mod bpffs;
+mod loader;
+mod stats;
+
+pub use bpffs::ensure_bpffs;
+pub use loader::{AttachedMode, Dataplane, DataplaneError};
+pub use stats::{CounterSnapshot, read_counters};
