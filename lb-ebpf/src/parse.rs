@@ -45,7 +45,10 @@ pub enum ParseError {
 /// The addresses and ports of a TCP or UDP packet. IPv4 addresses sit in `src[0]` / `dst[0]`
 /// (network byte order) with the other words zero.
 #[derive(Clone, Copy)]
-#[expect(dead_code, reason = "the flow fields are read by the L4 balancer's service lookup")]
+#[expect(
+    dead_code,
+    reason = "the flow fields are read by the L4 balancer's service lookup"
+)]
 pub struct Parsed {
     /// True for IPv6.
     pub ipv6: bool,
@@ -203,7 +206,12 @@ fn words(addr: &[u8; 16]) -> [u32; 4] {
     let mut out = [0u32; 4];
     let mut i = 0;
     while i < 4 {
-        out[i] = u32::from_ne_bytes([addr[4 * i], addr[4 * i + 1], addr[4 * i + 2], addr[4 * i + 3]]);
+        out[i] = u32::from_ne_bytes([
+            addr[4 * i],
+            addr[4 * i + 1],
+            addr[4 * i + 2],
+            addr[4 * i + 3],
+        ]);
         i += 1;
     }
     out

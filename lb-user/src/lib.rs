@@ -9,4 +9,5 @@ pub mod config;
 pub mod dataplane;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.
-pub static LB_EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+pub static LB_EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));

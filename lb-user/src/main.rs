@@ -76,8 +76,10 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             let loaded = config::load_file(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(async {
-                let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-                let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+                let mut terminate =
+                    signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+                let mut interrupt =
+                    signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
                 let shutdown = async move {
                     tokio::select! {
                         _ = terminate.recv() => {},

@@ -1,1 +1,22 @@
+//! Test support for lb's integration tests.
+//!
+//! Layout: `packets` builds frames (with etherparse) and edits them for edge cases;
+//! `xdp` runs the real XDP object through BPF_PROG_TEST_RUN and reads its counters;
+//! `netns` builds a lab of network namespaces, veths and bridges and tears it down on drop;
+//! `agent` starts the real `lb` binary inside a lab host. The tests are in `tests/`.
 
+pub mod agent;
+pub mod netns;
+pub mod packets;
+pub mod xdp;
+
+/// Fails the calling test with a clear message unless it runs as root: the XDP and netns tests
+/// need CAP_BPF and CAP_NET_ADMIN, and a skipped test must never count as passed.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (CAP_BPF, CAP_NET_ADMIN): run `sudo cargo xtask test`"
+    );
+}

@@ -41,7 +41,12 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     /// An error at byte range `span` of `source`: line, column and key are derived from it.
-    pub(crate) fn at(file: &Path, source: &str, span: Option<Range<usize>>, message: String) -> Self {
+    pub(crate) fn at(
+        file: &Path,
+        source: &str,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> Self {
         let (line, column, key) = match span {
             Some(span) => {
                 let (line, column) = line_column(source, span.start);
@@ -73,9 +78,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates `source`, naming `path` in errors.
 pub fn load_str(path: &Path, source: &str) -> Result<Config, ConfigError> {
-    let mut config: Config = toml::from_str(source).map_err(|e| {
-        ConfigError::at(path, source, e.span(), e.message().trim_end().to_string())
-    })?;
+    let mut config: Config = toml::from_str(source)
+        .map_err(|e| ConfigError::at(path, source, e.span(), e.message().trim_end().to_string()))?;
     config.origin = Origin {
         path: path.to_path_buf(),
         source: source.to_string(),
@@ -105,11 +109,15 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 fn key_at(source: &str, offset: usize) -> Option<String> {
     let offset = floor_char_boundary(source, offset.min(source.len()));
     let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = source[offset..].find('\n').map_or(source.len(), |i| offset + i);
+    let line_end = source[offset..]
+        .find('\n')
+        .map_or(source.len(), |i| offset + i);
     let line = source[line_start..line_end].trim();
     let header = |l: &str| -> Option<String> {
         let l = l.trim();
-        let inner = l.strip_prefix("[[").and_then(|r| r.split("]]").next())
+        let inner = l
+            .strip_prefix("[[")
+            .and_then(|r| r.split("]]").next())
             .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
         Some(inner.trim().to_string())
     };
@@ -117,7 +125,9 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
         return Some(table);
     }
     let table = source[..line_start].lines().rev().find_map(header);
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())?;
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())?;
     Some(match table {
         Some(table) if !key.is_empty() => format!("{table}.{key}"),
         _ => key,
@@ -140,16 +150,25 @@ mod tests {
         )
         .expect("valid config");
         assert_eq!(config.interfaces.len(), 2);
-        assert_eq!(config.interfaces[1].xdp_mode, Some(super::super::XdpModeSetting::Native));
+        assert_eq!(
+            config.interfaces[1].xdp_mode,
+            Some(super::super::XdpModeSetting::Native)
+        );
     }
 
     #[test]
     fn unknown_key_names_line_column_and_key() {
-        let e = err("[global]\nxdp_mode = \"auto\"\n\n[[interface]]\nname = \"eth0\"\nxdp_mdoe = \"native\"\n");
+        let e = err(
+            "[global]\nxdp_mode = \"auto\"\n\n[[interface]]\nname = \"eth0\"\nxdp_mdoe = \"native\"\n",
+        );
         assert_eq!((e.line, e.column), (Some(6), Some(1)));
         assert_eq!(e.key.as_deref(), Some("interface.xdp_mdoe"));
         assert!(e.message.contains("unknown field `xdp_mdoe`"), "{e}");
-        assert!(e.to_string().starts_with("lb.toml:6:1: key `interface.xdp_mdoe`: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("lb.toml:6:1: key `interface.xdp_mdoe`: "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -164,7 +183,10 @@ mod tests {
         let e = err("[global]\nxdp_mode = \"fast\"\n");
         assert_eq!(e.line, Some(2));
         assert_eq!(e.key.as_deref(), Some("global.xdp_mode"));
-        assert!(e.message.contains("auto") && e.message.contains("fast"), "{e}");
+        assert!(
+            e.message.contains("auto") && e.message.contains("fast"),
+            "{e}"
+        );
     }
 
     #[test]

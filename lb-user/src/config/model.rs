@@ -92,7 +92,9 @@ impl std::str::FromStr for XdpModeSetting {
             "auto" => Ok(Self::Auto),
             "native" => Ok(Self::Native),
             "generic" => Ok(Self::Generic),
-            other => Err(format!("expected `auto`, `native` or `generic`, found `{other}`")),
+            other => Err(format!(
+                "expected `auto`, `native` or `generic`, found `{other}`"
+            )),
         }
     }
 }

@@ -14,8 +14,7 @@ fn is_bpffs(path: &Path) -> io::Result<bool> {
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[expect(clippy::unnecessary_cast, reason = "f_type's width differs between libc targets")]
-    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+    Ok(stat.f_type == BPF_FS_MAGIC)
 }
 
 /// Ensures `dir` exists on a bpffs: mounts bpffs on `/sys/fs/bpf` when nothing is mounted
@@ -28,7 +27,13 @@ pub fn ensure_bpffs(dir: &Path) -> io::Result<()> {
         let target = CString::new("/sys/fs/bpf").expect("no NUL");
         // SAFETY: all pointers are valid NUL-terminated strings; data is unused for bpffs.
         let rc = unsafe {
-            libc::mount(source.as_ptr(), target.as_ptr(), source.as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                source.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
         if rc != 0 {
             return Err(io::Error::last_os_error());

@@ -107,7 +107,11 @@ impl Dataplane {
 
     /// Attaches `lb_ingress` to `interface`. `Auto` tries native mode and falls back to generic
     /// with a warning (veth and many virtual NICs run native, some drivers do not).
-    pub fn attach(&mut self, interface: &str, setting: XdpModeSetting) -> Result<AttachedMode, DataplaneError> {
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        setting: XdpModeSetting,
+    ) -> Result<AttachedMode, DataplaneError> {
         let c_name = std::ffi::CString::new(interface)
             .map_err(|_| DataplaneError::NoSuchInterface(interface.to_string()))?;
         // SAFETY: `c_name` is a valid NUL-terminated string.
@@ -164,7 +168,11 @@ impl Dataplane {
 
     /// Detaches from every interface and removes the program and map pins.
     pub fn shutdown(self) {
-        let Dataplane { ebpf, bpf_dir, attached } = self;
+        let Dataplane {
+            ebpf,
+            bpf_dir,
+            attached,
+        } = self;
         // Dropping the object releases the XDP links, which detaches the program.
         drop(ebpf);
         for (interface, _) in &attached {

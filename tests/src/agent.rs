@@ -1,0 +1,1 @@
+//! Running the lb agent in a lab host (filled in below).
