@@ -1,1 +1,158 @@
-//! Running the lb agent in a lab host (filled in below).
+//! Running the real `lb` binary inside a lab host.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use lb_common::counters::Counter;
+
+use crate::netns::{Host, Lab};
+
+/// Path of the `lb` binary: `$LB_BIN`, or `lb` next to the test executable's `deps` folder
+/// (`cargo xtask test` builds it first).
+pub fn lb_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("LB_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    let lb = profile_dir.join("lb");
+    if !lb.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build -p lb-user` (cargo xtask test does)",
+            lb.display()
+        );
+    }
+    Ok(lb)
+}
+
+/// A unique bpffs directory for one agent in a test.
+pub fn unique_bpf_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    PathBuf::from(format!(
+        "/sys/fs/bpf/lb-test-{}-agent{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// An `lb run` process in a lab host.
+pub struct RunningAgent {
+    pid: u32,
+    bpf_dir: PathBuf,
+    _config: tempfile::NamedTempFile,
+}
+
+impl RunningAgent {
+    /// Writes `config` to a file and runs `lb run -c FILE` (plus `extra_args`) in `host`; waits
+    /// (up to 20 s) until the agent logs that it runs. The lab kills it on drop.
+    pub fn start(
+        lab: &Lab,
+        host: &Host,
+        config: &str,
+        bpf_dir: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut file = tempfile::Builder::new()
+            .prefix("lb-test-")
+            .suffix(".toml")
+            .tempfile()?;
+        std::io::Write::write_all(&mut file, config.as_bytes())?;
+        let mut command = host.command(lb_binary()?)?;
+        command
+            .arg("run")
+            .arg("-c")
+            .arg(file.path())
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().context("starting lb run")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let pid = child.id();
+        // The lab owns the process from here, so it is killed even if we bail out below.
+        lab.adopt(child)?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[lb {pid}] {line}");
+                if line.contains("lb running") {
+                    let _ = ready_tx.send(Ok(()));
+                } else if line.contains("error") {
+                    let _ = ready_tx.send(Err(line));
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(())) => Ok(RunningAgent {
+                pid,
+                bpf_dir: bpf_dir.to_path_buf(),
+                _config: file,
+            }),
+            Ok(Err(line)) => bail!("lb run failed: {line}"),
+            Err(_) => bail!("lb run did not report `lb running` within 20 s"),
+        }
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The counters as `lb stats --bpf-dir DIR` prints them.
+    pub fn stats(&self) -> anyhow::Result<Vec<(Counter, u64)>> {
+        let output = std::process::Command::new(lb_binary()?)
+            .arg("stats")
+            .arg("--bpf-dir")
+            .arg(&self.bpf_dir)
+            .output()
+            .context("running lb stats")?;
+        if !output.status.success() {
+            bail!(
+                "lb stats failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        parse_stats(&String::from_utf8_lossy(&output.stdout))
+    }
+}
+
+/// Parses the `name value` lines `lb stats` prints.
+pub fn parse_stats(text: &str) -> anyhow::Result<Vec<(Counter, u64)>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(value), None) = (fields.next(), fields.next(), fields.next())
+            else {
+                bail!("unexpected lb stats line `{line}`");
+            };
+            let counter =
+                Counter::from_name(name).ok_or_else(|| anyhow!("unknown counter `{name}`"))?;
+            Ok((
+                counter,
+                value.parse().with_context(|| format!("value of {name}"))?,
+            ))
+        })
+        .collect()
+}
+
+/// The value of `counter` in parsed stats.
+pub fn stat(stats: &[(Counter, u64)], counter: Counter) -> u64 {
+    stats
+        .iter()
+        .find(|(c, _)| *c == counter)
+        .map_or(0, |(_, v)| *v)
+}

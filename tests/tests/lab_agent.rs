@@ -1,0 +1,269 @@
+//! Netns lab: client -> lb -> server with the agent running and `lb_ingress` attached to both
+//! of the balancer's interfaces, in native and in generic mode. Real TCP traffic must flow and
+//! the agent's counters must match, frame for frame, what the neighbours sent it.
+//!
+//! Needs root (namespaces, XDP).
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use lb_common::counters::Counter;
+use lb_tests::{
+    agent::{RunningAgent, stat, unique_bpf_dir},
+    netns::{Lab, LabSpec, XdpAttachment},
+    require_root,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+
+const SERVER: &str = "10.0.2.2:7000";
+const CONNECTIONS: usize = 20;
+const BYTES_PER_CONNECTION: usize = 64 * 1024;
+
+fn routed_lab(test: &str) -> Lab {
+    LabSpec::new(test)
+        .host("client")
+        .host("lb")
+        .host("server")
+        .veth(("client", "eth0"), ("lb", "eth0"))
+        .veth(("lb", "eth1"), ("server", "eth0"))
+        .addr(("client", "eth0"), "10.0.1.2/24")
+        .addr(("lb", "eth0"), "10.0.1.1/24")
+        .addr(("lb", "eth1"), "10.0.2.1/24")
+        .addr(("server", "eth0"), "10.0.2.2/24")
+        .route("client", "10.0.2.0/24", "10.0.1.1")
+        .route("server", "10.0.1.0/24", "10.0.2.1")
+        .sysctl("lb", "net/ipv4/ip_forward", "1")
+        .build()
+        .expect("build the lab")
+}
+
+/// Echo server: accepts `connections` connections and echoes each until the client closes.
+async fn echo_server(listener: TcpListener, connections: usize) -> anyhow::Result<()> {
+    for _ in 0..connections {
+        let (mut stream, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Client: opens `connections` connections one after the other, sends a pattern, reads it back.
+async fn echo_client(server: SocketAddr, connections: usize) -> anyhow::Result<usize> {
+    let pattern: Vec<u8> = (0..BYTES_PER_CONNECTION).map(|i| (i % 251) as u8).collect();
+    let mut echoed = 0;
+    for _ in 0..connections {
+        let stream =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(server)).await??;
+        let (mut reader, mut writer) = stream.into_split();
+        let send = pattern.clone();
+        let writer_task = tokio::spawn(async move {
+            writer.write_all(&send).await?;
+            writer.shutdown().await?;
+            anyhow::Ok(())
+        });
+        let mut back = Vec::with_capacity(BYTES_PER_CONNECTION);
+        tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut back)).await??;
+        writer_task.await??;
+        anyhow::ensure!(back == pattern, "echoed bytes differ from what was sent");
+        echoed += back.len();
+    }
+    Ok(echoed)
+}
+
+fn run_through_agent(test: &str, mode: &str, expected: XdpAttachment) {
+    require_root();
+    let lab = routed_lab(test);
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\nxdp_mode = \"{mode}\"\n\n[[interface]]\nname = \"eth0\"\n\n[[interface]]\nname = \"eth1\"\n",
+        bpf_dir.display()
+    );
+    let agent =
+        RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("start the agent");
+    for interface in ["eth0", "eth1"] {
+        let info = lab.host("lb").link_info(interface).expect("link info");
+        assert_eq!(info.xdp, expected, "XDP attachment of lb:{interface}");
+    }
+
+    let client_before = lab
+        .host("client")
+        .link_info("eth0")
+        .expect("client link")
+        .stats;
+    let server_before = lab
+        .host("server")
+        .link_info("eth0")
+        .expect("server link")
+        .stats;
+    let client_segs_before = lab
+        .host("client")
+        .snmp_counter("Tcp", "OutSegs")
+        .expect("snmp");
+    let server_segs_before = lab
+        .host("server")
+        .snmp_counter("Tcp", "OutSegs")
+        .expect("snmp");
+    let at_start = agent.stats().expect("lb stats");
+
+    let server_addr: SocketAddr = SERVER.parse().expect("address");
+    let server = lab
+        .host("server")
+        .spawn(move || async move {
+            let listener = TcpListener::bind(server_addr).await?;
+            echo_server(listener, CONNECTIONS).await
+        })
+        .expect("start the echo server");
+    std::thread::sleep(Duration::from_millis(100));
+    let echoed = lab
+        .host("client")
+        .spawn(move || echo_client(server_addr, CONNECTIONS))
+        .expect("start the client")
+        .join()
+        .expect("client thread")
+        .expect("echo traffic through the balancer");
+    server.join().expect("server thread").expect("echo server");
+    assert_eq!(echoed, CONNECTIONS * BYTES_PER_CONNECTION);
+
+    // Let the last FIN/ACKs land, then read everything while the wires are quiet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut settled = None;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let a = agent.stats().expect("lb stats");
+        std::thread::sleep(Duration::from_millis(200));
+        let b = agent.stats().expect("lb stats");
+        if a == b {
+            settled = Some(b);
+            break;
+        }
+    }
+    let stats = settled.expect("counters kept moving for 5 s after the traffic ended");
+    let client_after = lab
+        .host("client")
+        .link_info("eth0")
+        .expect("client link")
+        .stats;
+    let server_after = lab
+        .host("server")
+        .link_info("eth0")
+        .expect("server link")
+        .stats;
+    let client_segs = lab
+        .host("client")
+        .snmp_counter("Tcp", "OutSegs")
+        .expect("snmp")
+        - client_segs_before;
+    let server_segs = lab
+        .host("server")
+        .snmp_counter("Tcp", "OutSegs")
+        .expect("snmp")
+        - server_segs_before;
+
+    let delta = |c: Counter| stat(&stats, c) - stat(&at_start, c);
+    let frames_sent_to_lb = (client_after.tx_packets - client_before.tx_packets)
+        + (server_after.tx_packets - server_before.tx_packets);
+    eprintln!(
+        "{mode}: rx {} tcp {} non_ip {} pass {}; neighbours sent {frames_sent_to_lb} frames, {} TCP segments",
+        delta(Counter::Rx),
+        delta(Counter::Tcp),
+        delta(Counter::NonIp),
+        delta(Counter::Pass),
+        client_segs + server_segs
+    );
+    assert!(
+        client_segs > (CONNECTIONS * 4) as u64,
+        "too few TCP segments: {client_segs}"
+    );
+    assert_eq!(
+        delta(Counter::Rx),
+        frames_sent_to_lb,
+        "rx vs frames the neighbours sent"
+    );
+    assert_eq!(
+        delta(Counter::Tcp),
+        client_segs + server_segs,
+        "tcp vs TCP segments sent (snmp OutSegs)"
+    );
+    assert_eq!(
+        delta(Counter::Ipv4),
+        delta(Counter::Tcp),
+        "only TCP was sent over IPv4"
+    );
+    assert_eq!(
+        delta(Counter::Rx),
+        delta(Counter::Tcp) + delta(Counter::NonIp),
+        "every frame is TCP or ARP"
+    );
+    assert_eq!(
+        delta(Counter::Pass),
+        delta(Counter::Rx),
+        "every frame passed"
+    );
+    for counter in [
+        Counter::Malformed,
+        Counter::Fragment,
+        Counter::Udp,
+        Counter::Ipv6,
+        Counter::Other,
+    ] {
+        assert_eq!(delta(counter), 0, "{} moved", counter.name());
+    }
+
+    // A clean stop detaches from both interfaces and removes the pins.
+    let status = lab
+        .stop(agent.pid(), nix::sys::signal::Signal::SIGTERM)
+        .expect("stop the agent");
+    assert!(status.success(), "lb run exited with {status}");
+    for interface in ["eth0", "eth1"] {
+        let info = lab.host("lb").link_info(interface).expect("link info");
+        assert_eq!(
+            info.xdp,
+            XdpAttachment::None,
+            "lb:{interface} still has XDP after shutdown"
+        );
+    }
+    assert!(!bpf_dir.exists(), "{} left behind", bpf_dir.display());
+}
+
+#[test]
+fn tcp_through_agent_in_generic_mode() {
+    run_through_agent("generic", "generic", XdpAttachment::Generic);
+}
+
+#[test]
+fn tcp_through_agent_in_native_mode() {
+    run_through_agent("native", "native", XdpAttachment::Native);
+}
+
+#[test]
+fn missing_interface_is_a_clear_error() {
+    require_root();
+    let lab = LabSpec::new("missing-if")
+        .host("lb")
+        .build()
+        .expect("build the lab");
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n[[interface]]\nname = \"eth9\"\n",
+        bpf_dir.display()
+    );
+    let error = match RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]) {
+        Ok(_) => panic!("lb run started on a missing interface"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains(":5:8: key `interface.name`: interface `eth9` does not exist"),
+        "{error}"
+    );
+}
