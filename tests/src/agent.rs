@@ -16,25 +16,27 @@ use lb_common::counters::Counter;
 
 use crate::netns::{Host, Lab};
 
-/// Path of the `lb` binary: `$LB_BIN`, or `lb` next to the test executable's `deps` folder
+/// Path of the `lb` binary: `$LB_BIN`, or `lb` in the same target profile directory as the
+/// running executable
 /// (`cargo xtask test` builds it first).
 pub fn lb_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("LB_BIN") {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
-    let lb = profile_dir.join("lb");
-    if !lb.exists() {
-        bail!(
-            "{} does not exist: build it with `cargo build -p lb-user` (cargo xtask test does)",
-            lb.display()
-        );
-    }
-    Ok(lb)
+    // Test executables sit in target/<profile>/deps, binaries in target/<profile>.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("lb"))
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        anyhow!(
+            "no lb binary at {}: build it with `cargo build -p lb-user` (cargo xtask test does)",
+            candidates[0].display()
+        )
+    })
 }
 
 /// A unique bpffs directory for one agent in a test.
@@ -113,6 +115,11 @@ impl RunningAgent {
 
     /// The counters as `lb stats --bpf-dir DIR` prints them.
     pub fn stats(&self) -> anyhow::Result<Vec<(Counter, u64)>> {
+        parse_stats(&self.stats_text()?)
+    }
+
+    /// The text `lb stats --bpf-dir DIR` prints.
+    pub fn stats_text(&self) -> anyhow::Result<String> {
         let output = std::process::Command::new(lb_binary()?)
             .arg("stats")
             .arg("--bpf-dir")
@@ -125,7 +132,7 @@ impl RunningAgent {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        parse_stats(&String::from_utf8_lossy(&output.stdout))
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 

@@ -3,11 +3,14 @@
 //! Layout: `packets` builds frames (with etherparse) and edits them for edge cases;
 //! `xdp` runs the real XDP object through BPF_PROG_TEST_RUN and reads its counters;
 //! `netns` builds a lab of network namespaces, veths and bridges and tears it down on drop;
-//! `agent` starts the real `lb` binary inside a lab host. The tests are in `tests/`.
+//! `agent` starts the real `lb` binary inside a lab host; `traffic` makes real TCP/UDP traffic;
+//! `topology` holds lab layouts shared by tests and the demo (`src/bin/lb-demo.rs`). The tests are in `tests/`.
 
 pub mod agent;
 pub mod netns;
 pub mod packets;
+pub mod topology;
+pub mod traffic;
 pub mod xdp;
 
 /// Fails the calling test with a clear message unless it runs as root: the XDP and netns tests

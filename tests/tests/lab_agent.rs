@@ -12,78 +12,19 @@ use std::{
 use lb_common::counters::Counter;
 use lb_tests::{
     agent::{RunningAgent, stat, unique_bpf_dir},
-    netns::{Lab, LabSpec, XdpAttachment},
+    netns::{LabSpec, XdpAttachment},
     require_root,
+    topology::{SERVER_ADDR, client_lb_server},
+    traffic::{tcp_echo_client, tcp_echo_server},
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-};
+use tokio::net::TcpListener;
 
-const SERVER: &str = "10.0.2.2:7000";
 const CONNECTIONS: usize = 20;
 const BYTES_PER_CONNECTION: usize = 64 * 1024;
 
-fn routed_lab(test: &str) -> Lab {
-    LabSpec::new(test)
-        .host("client")
-        .host("lb")
-        .host("server")
-        .veth(("client", "eth0"), ("lb", "eth0"))
-        .veth(("lb", "eth1"), ("server", "eth0"))
-        .addr(("client", "eth0"), "10.0.1.2/24")
-        .addr(("lb", "eth0"), "10.0.1.1/24")
-        .addr(("lb", "eth1"), "10.0.2.1/24")
-        .addr(("server", "eth0"), "10.0.2.2/24")
-        .route("client", "10.0.2.0/24", "10.0.1.1")
-        .route("server", "10.0.1.0/24", "10.0.2.1")
-        .sysctl("lb", "net/ipv4/ip_forward", "1")
-        .build()
-        .expect("build the lab")
-}
-
-/// Echo server: accepts `connections` connections and echoes each until the client closes.
-async fn echo_server(listener: TcpListener, connections: usize) -> anyhow::Result<()> {
-    for _ in 0..connections {
-        let (mut stream, _) = listener.accept().await?;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            stream.write_all(&buf[..n]).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Client: opens `connections` connections one after the other, sends a pattern, reads it back.
-async fn echo_client(server: SocketAddr, connections: usize) -> anyhow::Result<usize> {
-    let pattern: Vec<u8> = (0..BYTES_PER_CONNECTION).map(|i| (i % 251) as u8).collect();
-    let mut echoed = 0;
-    for _ in 0..connections {
-        let stream =
-            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(server)).await??;
-        let (mut reader, mut writer) = stream.into_split();
-        let send = pattern.clone();
-        let writer_task = tokio::spawn(async move {
-            writer.write_all(&send).await?;
-            writer.shutdown().await?;
-            anyhow::Ok(())
-        });
-        let mut back = Vec::with_capacity(BYTES_PER_CONNECTION);
-        tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut back)).await??;
-        writer_task.await??;
-        anyhow::ensure!(back == pattern, "echoed bytes differ from what was sent");
-        echoed += back.len();
-    }
-    Ok(echoed)
-}
-
 fn run_through_agent(test: &str, mode: &str, expected: XdpAttachment) {
     require_root();
-    let lab = routed_lab(test);
+    let lab = client_lb_server(test).build().expect("build the lab");
     let bpf_dir = unique_bpf_dir();
     let config = format!(
         "[global]\nbpf_dir = \"{}\"\nxdp_mode = \"{mode}\"\n\n[[interface]]\nname = \"eth0\"\n\n[[interface]]\nname = \"eth1\"\n",
@@ -116,18 +57,18 @@ fn run_through_agent(test: &str, mode: &str, expected: XdpAttachment) {
         .expect("snmp");
     let at_start = agent.stats().expect("lb stats");
 
-    let server_addr: SocketAddr = SERVER.parse().expect("address");
+    let server_addr = SocketAddr::new(SERVER_ADDR.parse().expect("address"), 7000);
     let server = lab
         .host("server")
         .spawn(move || async move {
             let listener = TcpListener::bind(server_addr).await?;
-            echo_server(listener, CONNECTIONS).await
+            tcp_echo_server(listener, CONNECTIONS).await
         })
         .expect("start the echo server");
     std::thread::sleep(Duration::from_millis(100));
     let echoed = lab
         .host("client")
-        .spawn(move || echo_client(server_addr, CONNECTIONS))
+        .spawn(move || tcp_echo_client(server_addr, CONNECTIONS, BYTES_PER_CONNECTION))
         .expect("start the client")
         .join()
         .expect("client thread")

@@ -1,1 +1,59 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks.
+//!
+//! Layout: `setup` prepares a fresh machine (toolchain parts, bpf-linker, Debian packages,
+//! bpffs); `ebpf_build` is the one recipe for building the XDP object (shared with
+//! `lb-user`'s build script); `tasks` holds build-ebpf, test and demo.
+
+mod ebpf_build;
+mod setup;
+mod tasks;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "lb project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Make this machine ready: rust-src, bpf-linker 0.13, Debian packages, bpffs (idempotent).
+    Setup,
+    /// Build the XDP object (lb-ebpf) and print where it is.
+    BuildEbpf,
+    /// Run fmt and clippy checks, unit tests, packet fixtures and netns lab tests (needs root).
+    Test {
+        /// Skip `cargo fmt --check` and `cargo clippy -D warnings`.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for cargo-nextest (a test name filter, `--no-capture`, ...).
+        #[arg(last = true)]
+        nextest_args: Vec<String>,
+    },
+    /// Build everything, bring up a netns lab, run the agent on it, send traffic, print what
+    /// the agent counted, tear it all down (needs root).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Task::Setup => setup::setup(),
+        Task::BuildEbpf => tasks::build_ebpf(),
+        Task::Test {
+            no_lint,
+            nextest_args,
+        } => tasks::test(!no_lint, &nextest_args),
+        Task::Demo => tasks::demo(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
