@@ -24,9 +24,19 @@ pub fn ebpf_object_path(target_dir: &Path) -> PathBuf {
 /// from rust-src (`-Z build-std`, allowed on stable by `RUSTC_BOOTSTRAP=1`) and linked by
 /// bpf-linker with BTF.
 pub fn ebpf_build_command(cargo: &Path, workspace_root: &Path, target_dir: &Path) -> Command {
+    ebpf_cargo_command("build", cargo, workspace_root, target_dir)
+}
+
+/// `cargo <subcommand>` (`build`, `clippy`) on `lb-ebpf` for the BPF target.
+pub fn ebpf_cargo_command(
+    subcommand: &str,
+    cargo: &Path,
+    workspace_root: &Path,
+    target_dir: &Path,
+) -> Command {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root)
-        .args(["build", "--package", "lb-ebpf", "--bins", "--release"])
+        .args([subcommand, "--package", "lb-ebpf", "--bins", "--release"])
         .args(["--target", BPF_TARGET, "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(target_dir)

@@ -74,12 +74,17 @@ pub fn test(lint: bool, nextest_args: &[String]) -> anyhow::Result<()> {
         println!("xtask: cargo clippy --all-targets -- -D warnings");
         run(Command::new(cargo()).current_dir(&root).args([
             "clippy",
-            "--workspace",
             "--all-targets",
             "--",
             "-D",
             "warnings",
         ]))?;
+        println!("xtask: cargo clippy on lb-ebpf for the BPF target");
+        let target_dir = ebpf_build::ebpf_target_dir(&root);
+        run(
+            ebpf_build::ebpf_cargo_command("clippy", &cargo(), &root, &target_dir)
+                .args(["--", "-D", "warnings"]),
+        )?;
     }
     // The lab tests run the real `lb` binary.
     println!("xtask: building the agent");
@@ -89,10 +94,11 @@ pub fn test(lint: bool, nextest_args: &[String]) -> anyhow::Result<()> {
         "lb-user",
         "--bins",
     ]))?;
-    println!("xtask: cargo nextest run --workspace");
+    // The default members: lb-ebpf only builds for the BPF target (its checks are above).
+    println!("xtask: cargo nextest run");
     run(Command::new(cargo())
         .current_dir(&root)
-        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(["nextest", "run", "--no-fail-fast"])
         .args(nextest_args))
 }
 

@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn unknown_section_is_an_error() {
         let e = err("[globl]\n");
-        assert_eq!((e.line, e.column), (Some(1), Some(1)));
+        assert_eq!((e.line, e.column), (Some(1), Some(2)));
+        assert_eq!(e.key.as_deref(), Some("globl"));
         assert!(e.message.contains("unknown field `globl`"), "{e}");
     }
 
