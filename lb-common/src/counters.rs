@@ -1,8 +1,8 @@
 //! Named per-CPU counters: one slot per parse outcome and per pass/drop reason.
 //!
 //! The XDP program adds to them; the agent sums the per-CPU values and prints them by name.
-//! A packet bumps `Rx` once, then every class it belongs to (an IPv4 TCP packet bumps `Ipv4`
-//! and `Tcp`), then exactly one verdict (`Pass` today; the L4 data plane adds more).
+//! A packet bumps `Rx` once, then every class and reason it meets (an IPv4 TCP packet bumps
+//! `Ipv4` and `Tcp`), then exactly one verdict: `Pass`, `Tx`, `Redirect` or `Drop`.
 
 /// Index of a counter in the `LB_COUNTERS` per-CPU array.
 #[repr(u32)]
@@ -30,13 +30,39 @@ pub enum Counter {
     Ipv6ExtLimit,
     /// Frames cut short inside a header, or with a header field that cannot be right.
     Malformed,
-    /// Frames handed to the kernel stack (XDP_PASS).
+    /// Packets for a VIP this node does not own right now (passed untouched).
+    VipInactive,
+    /// Packets whose flow was in the connection table.
+    LruHit,
+    /// Packets whose flow went through Maglev selection.
+    LruMiss,
+    /// New flows not added to the connection table: past the new-flow rate limit.
+    FloodSkip,
+    /// Packets for a service with no usable real (dropped).
+    NoReal,
+    /// Replies from a real rewritten back to the VIP (NAT mode).
+    NatReply,
+    /// Packets too big to encapsulate within the tunnel MTU (dropped).
+    EncapTooBig,
+    /// ICMP errors quoting a VIP flow, sent on to that flow's real.
+    IcmpToReal,
+    /// Packets the kernel refused to grow for encapsulation (dropped).
+    AdjustFailed,
+    /// `lb_decap`: tunnelled packets for a configured VIP, stripped of their outer header.
+    Decap,
+    /// Verdict: handed to the kernel stack (XDP_PASS).
     Pass,
+    /// Verdict: sent back out of the interface it came in on (XDP_TX).
+    Tx,
+    /// Verdict: sent out of another interface (XDP_REDIRECT).
+    Redirect,
+    /// Verdict: dropped (XDP_DROP).
+    Drop,
 }
 
 impl Counter {
     /// Number of counters: the size of the `LB_COUNTERS` map.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 25;
 
     /// Every counter in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -51,7 +77,20 @@ impl Counter {
         Counter::Fragment,
         Counter::Ipv6ExtLimit,
         Counter::Malformed,
+        Counter::VipInactive,
+        Counter::LruHit,
+        Counter::LruMiss,
+        Counter::FloodSkip,
+        Counter::NoReal,
+        Counter::NatReply,
+        Counter::EncapTooBig,
+        Counter::IcmpToReal,
+        Counter::AdjustFailed,
+        Counter::Decap,
         Counter::Pass,
+        Counter::Tx,
+        Counter::Redirect,
+        Counter::Drop,
     ];
 
     /// The counter's name as `lb stats` prints it.
@@ -68,7 +107,20 @@ impl Counter {
             Counter::Fragment => "fragment",
             Counter::Ipv6ExtLimit => "ipv6_ext_limit",
             Counter::Malformed => "malformed",
+            Counter::VipInactive => "vip_inactive",
+            Counter::LruHit => "lru_hit",
+            Counter::LruMiss => "lru_miss",
+            Counter::FloodSkip => "flood_skip",
+            Counter::NoReal => "no_real",
+            Counter::NatReply => "nat_reply",
+            Counter::EncapTooBig => "encap_too_big",
+            Counter::IcmpToReal => "icmp_to_real",
+            Counter::AdjustFailed => "adjust_failed",
+            Counter::Decap => "decap",
             Counter::Pass => "pass",
+            Counter::Tx => "tx",
+            Counter::Redirect => "redirect",
+            Counter::Drop => "drop",
         }
     }
 
@@ -79,4 +131,4 @@ impl Counter {
 }
 
 const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
-const _: () = assert!(Counter::Pass as u32 == Counter::COUNT - 1);
+const _: () = assert!(Counter::Drop as u32 == Counter::COUNT - 1);

@@ -1,30 +1,77 @@
 //! XDP programs of lb.
 //!
-//! Layout: `parse` walks the headers of a frame (every access bounds-checked) into a
-//! [`parse::Parsed`]; `maps` declares the maps and the counter helper. This file holds only the
-//! entry points. `lb_ingress` is the L4 balancer's entry point; today it classifies and counts
-//! every frame and passes it to the stack.
+//! Layout: `parse` walks the headers of a frame (every access bounds-checked); `balance`
+//! decides what happens to a parsed packet, using `select` (connection table, then Maglev)
+//! and `forward` (DR, TUN, NAT rewrites, checksums from `csum`); `icmp` sends ICMP errors about
+//! a VIP flow to its real; `decap` is the real-server side of TUN; `maps` declares the maps.
+//! This file holds only the entry points.
 #![no_std]
 #![no_main]
 
+mod balance;
+mod csum;
+mod decap;
+mod forward;
+mod icmp;
 mod maps;
 mod parse;
+mod select;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
 use lb_common::counters::Counter;
 
-use crate::{maps::count, parse::ParseError};
+use crate::{forward::Verdict, maps::count, parse::ParseError};
 
-/// Classifies and counts every frame, then hands it to the kernel stack.
+/// The L4 balancer: forwards packets for active VIPs to their reals, passes everything else.
 #[xdp]
 pub fn lb_ingress(ctx: XdpContext) -> u32 {
     count(Counter::Rx);
-    match parse::parse_frame(&ctx) {
-        Ok(_) | Err(ParseError::NotBalanced) => {}
-        Err(ParseError::Malformed) => count(Counter::Malformed),
+    let verdict = match parse::parse_frame(&ctx) {
+        Ok(parsed) => balance::handle(&ctx, &parsed),
+        Err(ParseError::NotBalanced) => Verdict::Pass,
+        Err(ParseError::Malformed) => {
+            count(Counter::Malformed);
+            Verdict::Pass
+        }
+    };
+    finish(verdict)
+}
+
+/// Real-server side of TUN mode: strips the outer header of IPIP / IP6IP6 packets for
+/// configured VIPs, so the inner packet reaches the stack as if it had arrived directly.
+#[xdp]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    decap::handle(&ctx)
+}
+
+/// Counts the verdict and turns it into an XDP action.
+#[inline(always)]
+fn finish(verdict: Verdict) -> u32 {
+    match verdict {
+        Verdict::Pass => {
+            count(Counter::Pass);
+            xdp_action::XDP_PASS
+        }
+        Verdict::Tx => {
+            count(Counter::Tx);
+            xdp_action::XDP_TX
+        }
+        Verdict::Redirect(ifindex) => {
+            // SAFETY: plain helper call; it only records the target for after the program.
+            let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+            if action == xdp_action::XDP_REDIRECT {
+                count(Counter::Redirect);
+                action
+            } else {
+                count(Counter::Drop);
+                xdp_action::XDP_DROP
+            }
+        }
+        Verdict::Drop => {
+            count(Counter::Drop);
+            xdp_action::XDP_DROP
+        }
     }
-    count(Counter::Pass);
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

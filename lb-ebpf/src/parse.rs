@@ -22,8 +22,14 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+/// ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// UDP.
+pub const IPPROTO_UDP: u8 = 17;
+/// ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
@@ -42,13 +48,9 @@ pub enum ParseError {
     NotBalanced,
 }
 
-/// The addresses and ports of a TCP or UDP packet. IPv4 addresses sit in `src[0]` / `dst[0]`
-/// (network byte order) with the other words zero.
+/// The addresses and ports of a TCP, UDP or ICMP packet (ICMP has no ports). IPv4 addresses
+/// sit in `src[0]` / `dst[0]` (network byte order) with the other words zero.
 #[derive(Clone, Copy)]
-#[expect(
-    dead_code,
-    reason = "the flow fields are read by the L4 balancer's service lookup"
-)]
 pub struct Parsed {
     /// True for IPv6.
     pub ipv6: bool,
@@ -70,13 +72,24 @@ pub struct Parsed {
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies inside the frame.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ParseError> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ParseError> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
         return Err(ParseError::Malformed);
     }
     Ok((start + offset) as *const T)
+}
+
+/// Like [`ptr_at`], for writing.
+#[inline(always)]
+pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
 }
 
 /// Walks the headers of the frame in `ctx`.
@@ -243,6 +256,11 @@ fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed) -> Result<(), ParseError> {
             count(Counter::Udp);
             parsed.src_port = u16::from_be_bytes(udp.src);
             parsed.dst_port = u16::from_be_bytes(udp.dst);
+            Ok(())
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            // Handed on: an ICMP error quoting a VIP flow must reach that flow's real.
+            count(Counter::Other);
             Ok(())
         }
         _ => {

@@ -1,0 +1,64 @@
+//! The flow hash, shared by the XDP program and the agent (`lb simulate` and the tests use the
+//! same function the kernel does, so they agree on which real a flow goes to).
+//!
+//! MurmurHash3's 32-bit block mixing and finaliser over the key's words: cheap in BPF (no
+//! loops beyond a fixed ten words, no tables) and well spread for Maglev's modulo.
+
+use crate::maps::FlowKey;
+
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+#[inline(always)]
+fn mix(h: u32, word: u32) -> u32 {
+    let k = word.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+fn finish(mut h: u32, len: u32) -> u32 {
+    h ^= len;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Hash of a flow for Maglev selection. With `source_only`, only the source address counts
+/// (every connection of a client goes to the same real, like LVS `sh`).
+#[inline(always)]
+pub fn flow_hash(key: &FlowKey, seed: u32, source_only: bool) -> u32 {
+    let mut h = seed;
+    h = mix(h, key.src[0]);
+    h = mix(h, key.src[1]);
+    h = mix(h, key.src[2]);
+    h = mix(h, key.src[3]);
+    if source_only {
+        return finish(h, 16);
+    }
+    h = mix(h, key.dst[0]);
+    h = mix(h, key.dst[1]);
+    h = mix(h, key.dst[2]);
+    h = mix(h, key.dst[3]);
+    h = mix(h, (u32::from(key.src_port) << 16) | u32::from(key.dst_port));
+    h = mix(h, u32::from(key.protocol));
+    finish(h, 40)
+}
+
+/// Identity of a real (address and port), stored in its map slot and in connection-table
+/// entries so an entry never follows a slot that was given to another real.
+#[inline(always)]
+pub fn real_key(addr: &[u32; 4], port: u16) -> u32 {
+    let mut h = 0x5eed_1b00;
+    h = mix(h, addr[0]);
+    h = mix(h, addr[1]);
+    h = mix(h, addr[2]);
+    h = mix(h, addr[3]);
+    h = mix(h, u32::from(port));
+    // 0 is kept for "no key" so an all-zero slot never matches.
+    finish(h, 20) | 1
+}

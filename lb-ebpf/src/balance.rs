@@ -1,0 +1,77 @@
+//! The L4 balancer's decision for one parsed packet: which service, which real, which mode.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    counters::Counter,
+    hash::flow_hash,
+    maps::{
+        FAMILY_V4, FAMILY_V6, FlowKey, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT,
+        ServiceKey,
+    },
+};
+
+use crate::{
+    forward::{self, Verdict},
+    icmp,
+    maps::{LB_REAL_STATS, LB_SERVICE_STATS, LB_SERVICES, LB_SETTINGS, add_traffic, count},
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed},
+    select,
+};
+
+/// Balances a TCP/UDP packet for a VIP, turns a NAT reply back, forwards an ICMP error to its
+/// flow's real, or passes anything else.
+#[inline(always)]
+pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
+    let Some(settings) = LB_SETTINGS.get(0) else {
+        return Verdict::Pass;
+    };
+    let settings = *settings;
+    let family = if p.ipv6 { FAMILY_V6 } else { FAMILY_V4 };
+    if p.protocol == IPPROTO_ICMP || p.protocol == IPPROTO_ICMPV6 {
+        return icmp::handle(ctx, p, family, &settings);
+    }
+    let key = ServiceKey {
+        addr: p.dst,
+        port: p.dst_port,
+        protocol: p.protocol,
+        family,
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(service) = (unsafe { LB_SERVICES.get(&key) }).copied() else {
+        if settings.flags & SETTINGS_NAT != 0
+            && let Some(verdict) = forward::nat_reply(ctx, p, family)
+        {
+            return verdict;
+        }
+        return Verdict::Pass;
+    };
+    if service.flags & SERVICE_ACTIVE == 0 {
+        count(Counter::VipInactive);
+        return Verdict::Pass;
+    }
+    let flow = FlowKey {
+        src: p.src,
+        dst: p.dst,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+        protocol: p.protocol,
+        family,
+        _pad: [0; 2],
+    };
+    let Some(choice) = select::choose(&service, &flow, &settings) else {
+        count(Counter::NoReal);
+        return Verdict::Drop;
+    };
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    add_traffic(&LB_SERVICE_STATS, service.id, bytes, choice.new_flow);
+    add_traffic(&LB_REAL_STATS, choice.real_id, bytes, choice.new_flow);
+    match service.mode {
+        MODE_DR => forward::direct(ctx, &choice.real),
+        MODE_TUN => {
+            let hash = flow_hash(&flow, settings.hash_seed, false);
+            forward::tunnel(ctx, p, family, &choice.real, &settings, hash)
+        }
+        MODE_NAT => forward::nat(ctx, p, family, &choice.real),
+        _ => Verdict::Drop,
+    }
+}
