@@ -49,16 +49,23 @@ pub fn flow_hash(key: &FlowKey, seed: u32, source_only: bool) -> u32 {
     finish(h, 40)
 }
 
-/// Identity of a real (address and port), stored in its map slot and in connection-table
-/// entries so an entry never follows a slot that was given to another real.
+/// Hash of a real's address and port under `seed` (Maglev derives a real's permutation of
+/// the table from two of these).
 #[inline(always)]
-pub fn real_key(addr: &[u32; 4], port: u16) -> u32 {
-    let mut h = 0x5eed_1b00;
+pub fn real_hash(addr: &[u32; 4], port: u16, seed: u32) -> u32 {
+    let mut h = seed;
     h = mix(h, addr[0]);
     h = mix(h, addr[1]);
     h = mix(h, addr[2]);
     h = mix(h, addr[3]);
     h = mix(h, u32::from(port));
+    finish(h, 20)
+}
+
+/// Identity of a real (address and port), stored in its map slot and in connection-table
+/// entries so an entry never follows a slot that was given to another real.
+#[inline(always)]
+pub fn real_key(addr: &[u32; 4], port: u16) -> u32 {
     // 0 is kept for "no key" so an all-zero slot never matches.
-    finish(h, 20) | 1
+    real_hash(addr, port, 0x5eed_1b00) | 1
 }

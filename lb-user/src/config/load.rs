@@ -84,7 +84,8 @@ pub fn load_str(path: &Path, source: &str) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source: source.to_string(),
     };
-    validate::validate(&config).map_err(|(span, message)| config.error_at(span, message))?;
+    config.resolved =
+        validate::validate(&config).map_err(|(span, message)| config.error_at(span, message))?;
     Ok(config)
 }
 

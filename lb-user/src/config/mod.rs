@@ -9,5 +9,10 @@ mod load;
 mod model;
 mod validate;
 
+pub use validate::{RealSpec, Resolved, ServiceSpec};
+
 pub use load::{ConfigError, load_file, load_str};
-pub use model::{Config, Global, Interface, Origin, XdpModeSetting};
+pub use model::{
+    Config, ForwardMode, Global, HashFields, Interface, L4Protocol, L4Service, Origin, RealServer,
+    XdpModeSetting,
+};

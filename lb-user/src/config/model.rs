@@ -15,9 +15,15 @@ pub struct Config {
     /// Interfaces where `lb_ingress` is attached (`[[interface]]` tables).
     #[serde(default, rename = "interface")]
     pub interfaces: Vec<Interface>,
+    /// L4 virtual services forwarded in XDP (`[[l4]]` tables, LVS `virtual_server`).
+    #[serde(default)]
+    pub l4: Vec<L4Service>,
     /// Where the configuration came from, to locate errors found after loading.
     #[serde(skip)]
     pub origin: Origin,
+    /// The values validation parsed (addresses, prefixes).
+    #[serde(skip)]
+    pub resolved: super::validate::Resolved,
 }
 
 /// The file a [`Config`] was read from and its text.
@@ -46,6 +52,30 @@ pub struct Global {
     /// How XDP is attached unless an interface says otherwise.
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
+    /// Seed of the flow hash: keep it the same on every node so flows survive failover.
+    #[serde(default = "default_hash_seed")]
+    pub hash_seed: u32,
+    /// Maglev table size per service; must be prime (LVS users know 65537 from Katran).
+    #[serde(default = "default_ring_size")]
+    pub ring_size: Spanned<u32>,
+    /// Most services the maps are sized for (each costs `ring_size` x 4 bytes).
+    #[serde(default = "default_max_services")]
+    pub max_services: Spanned<u32>,
+    /// Connection table entries (and as many NAT entries).
+    #[serde(default = "default_conn_table_size")]
+    pub conn_table_size: Spanned<u32>,
+    /// New flows per second per CPU past which flows are no longer remembered (0: no limit).
+    #[serde(default)]
+    pub max_new_flows_per_sec: u32,
+    /// Largest packet TUN mode sends, outer header included; bigger ones are dropped and counted.
+    #[serde(default = "default_tunnel_mtu")]
+    pub tunnel_mtu: Spanned<u32>,
+    /// TUN mode outer source addresses (IPv4): the host bits come from the flow hash.
+    #[serde(default = "default_tunnel_source_v4")]
+    pub tunnel_source_v4: Spanned<String>,
+    /// TUN mode outer source addresses (IPv6, prefix of at least /96).
+    #[serde(default = "default_tunnel_source_v6")]
+    pub tunnel_source_v6: Spanned<String>,
 }
 
 impl Default for Global {
@@ -53,8 +83,117 @@ impl Default for Global {
         Global {
             bpf_dir: default_bpf_dir(),
             xdp_mode: XdpModeSetting::default(),
+            hash_seed: default_hash_seed(),
+            ring_size: default_ring_size(),
+            max_services: default_max_services(),
+            conn_table_size: default_conn_table_size(),
+            max_new_flows_per_sec: 0,
+            tunnel_mtu: default_tunnel_mtu(),
+            tunnel_source_v4: default_tunnel_source_v4(),
+            tunnel_source_v6: default_tunnel_source_v6(),
         }
     }
+}
+
+fn default_hash_seed() -> u32 {
+    0x5eed
+}
+
+fn default_ring_size() -> Spanned<u32> {
+    Spanned::new(0..0, lb_common::maps::DEFAULT_RING_SIZE)
+}
+
+fn default_max_services() -> Spanned<u32> {
+    Spanned::new(0..0, 16)
+}
+
+fn default_conn_table_size() -> Spanned<u32> {
+    Spanned::new(0..0, 262_144)
+}
+
+fn default_tunnel_mtu() -> Spanned<u32> {
+    Spanned::new(0..0, 1500)
+}
+
+fn default_tunnel_source_v4() -> Spanned<String> {
+    Spanned::new(0..0, "172.16.0.0/16".to_string())
+}
+
+fn default_tunnel_source_v6() -> Spanned<String> {
+    Spanned::new(0..0, "fd00:1b::/112".to_string())
+}
+
+/// One `[[l4]]` table: a virtual service forwarded in XDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L4Service {
+    /// Name used in logs and `lb stats`.
+    pub name: Spanned<String>,
+    /// `"ip:port"` (IPv6 as `"[addr]:port"`).
+    pub vip: Spanned<String>,
+    /// `tcp` or `udp`.
+    #[serde(default)]
+    pub protocol: L4Protocol,
+    /// Forwarding mode.
+    #[serde(default)]
+    pub mode: ForwardMode,
+    /// What the flow hash covers.
+    #[serde(default)]
+    pub hash: HashFields,
+    /// Real servers.
+    pub reals: Vec<RealServer>,
+}
+
+/// A real server of an [`L4Service`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// Address (same family as the VIP).
+    pub addr: Spanned<String>,
+    /// Port, NAT mode only (defaults to the VIP's port).
+    pub port: Option<Spanned<u16>>,
+    /// Maglev weight; 0 drains: established flows stay, new flows go elsewhere.
+    #[serde(default = "default_weight")]
+    pub weight: Spanned<u32>,
+}
+
+fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// Transport protocol of an L4 service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// LVS forwarding methods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Direct routing: MAC rewrite; reals hold the VIP on a non-ARPing interface.
+    #[default]
+    Dr,
+    /// IPIP / IP6IP6 tunnelling; reals decapsulate (`lb decap`).
+    Tun,
+    /// Destination NAT; replies must come back through this node.
+    Nat,
+}
+
+/// What the flow hash covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashFields {
+    /// Addresses, ports and protocol: every connection is placed on its own.
+    #[default]
+    Flow,
+    /// Source address only: all connections of a client go to one real (LVS `sh`).
+    Source,
 }
 
 fn default_bpf_dir() -> PathBuf {

@@ -1,39 +1,308 @@
-//! Checks serde cannot express: each failure carries the byte span of the offending value.
+//! Checks serde cannot express. Each failure carries the byte span of the offending value;
+//! on success the checked values come back parsed ([`Resolved`]), so no later stage parses
+//! them again.
 
-use std::{collections::HashSet, ops::Range};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::Range,
+};
 
-use super::model::Config;
+use toml::Spanned;
+
+use super::model::{Config, ForwardMode, HashFields, L4Protocol};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const MAX_IFNAME_LEN: usize = 15;
+/// Largest Maglev table the agent accepts per service.
+const MAX_RING_SIZE: u32 = 16_777_213;
+/// Largest connection table.
+const MAX_CONN_TABLE: u32 = 1 << 26;
+
+/// The parts of a configuration that validation parsed.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// L4 services in configuration order (the order gives their ids).
+    pub l4: Vec<ServiceSpec>,
+    /// TUN outer source prefix, IPv4.
+    pub tunnel_source_v4: (Ipv4Addr, u8),
+    /// TUN outer source prefix, IPv6.
+    pub tunnel_source_v6: (Ipv6Addr, u8),
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Resolved {
+            l4: Vec::new(),
+            tunnel_source_v4: (Ipv4Addr::UNSPECIFIED, 32),
+            tunnel_source_v6: (Ipv6Addr::UNSPECIFIED, 128),
+        }
+    }
+}
+
+/// A checked `[[l4]]` service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Its name.
+    pub name: String,
+    /// VIP and port.
+    pub vip: SocketAddr,
+    /// Transport protocol.
+    pub protocol: L4Protocol,
+    /// Forwarding mode.
+    pub mode: ForwardMode,
+    /// Hash coverage.
+    pub hash: HashFields,
+    /// Reals in configuration order.
+    pub reals: Vec<RealSpec>,
+}
+
+/// A checked real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RealSpec {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port packets are sent to (the VIP's port except in NAT mode).
+    pub port: u16,
+    /// Maglev weight (0 drains).
+    pub weight: u32,
+}
+
+type Failure = (Range<usize>, String);
+
+fn fail<T>(span: Range<usize>, message: String) -> Result<T, Failure> {
+    Err((span, message))
+}
 
 /// Validates `config`; on failure returns the span of the bad value and what is wrong.
-pub(super) fn validate(config: &Config) -> Result<(), (Range<usize>, String)> {
+pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
+    validate_interfaces(config)?;
+    let global = &config.global;
+    let ring_size = *global.ring_size.get_ref();
+    if !(7..=MAX_RING_SIZE).contains(&ring_size) || !is_prime(ring_size) {
+        return fail(
+            global.ring_size.span(),
+            format!(
+                "expected a prime ring size between 7 and {MAX_RING_SIZE} (65537 is usual), found {ring_size}"
+            ),
+        );
+    }
+    let max_services = *global.max_services.get_ref();
+    if !(1..=lb_common::maps::MAX_SERVICES).contains(&max_services) {
+        return fail(
+            global.max_services.span(),
+            format!(
+                "expected 1 to {} services, found {max_services}",
+                lb_common::maps::MAX_SERVICES
+            ),
+        );
+    }
+    let conn = *global.conn_table_size.get_ref();
+    if !(1024..=MAX_CONN_TABLE).contains(&conn) {
+        return fail(
+            global.conn_table_size.span(),
+            format!(
+                "expected a connection table of 1024 to {MAX_CONN_TABLE} entries, found {conn}"
+            ),
+        );
+    }
+    let mtu = *global.tunnel_mtu.get_ref();
+    if !(1280..=65535).contains(&mtu) {
+        return fail(
+            global.tunnel_mtu.span(),
+            format!("expected an MTU of 1280 to 65535, found {mtu}"),
+        );
+    }
+    let tunnel_source_v4 = match parse_prefix(&global.tunnel_source_v4)? {
+        (IpAddr::V4(addr), len) => (addr, len),
+        _ => {
+            return fail(
+                global.tunnel_source_v4.span(),
+                "expected an IPv4 prefix".into(),
+            );
+        }
+    };
+    let tunnel_source_v6 = match parse_prefix(&global.tunnel_source_v6)? {
+        (IpAddr::V6(addr), len) if len >= 96 => (addr, len),
+        _ => {
+            return fail(
+                global.tunnel_source_v6.span(),
+                "expected an IPv6 prefix of /96 or longer (the hash fills the last word)".into(),
+            );
+        }
+    };
+    if config.l4.len() > max_services as usize {
+        return fail(
+            global.max_services.span(),
+            format!(
+                "{} [[l4]] services are configured but max_services is {max_services}",
+                config.l4.len()
+            ),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut vips = HashSet::new();
+    let mut all_reals = HashSet::new();
+    let mut l4 = Vec::with_capacity(config.l4.len());
+    for service in &config.l4 {
+        let name = service.name.get_ref();
+        if name.is_empty() || !names.insert(name.as_str()) {
+            return fail(
+                service.name.span(),
+                format!("service names must be unique and non-empty, found `{name}` again"),
+            );
+        }
+        let vip: SocketAddr = service.vip.get_ref().parse().map_err(|_| {
+            (
+                service.vip.span(),
+                format!(
+                    "expected \"address:port\" (IPv6 as \"[address]:port\"), found `{}`",
+                    service.vip.get_ref()
+                ),
+            )
+        })?;
+        if vip.port() == 0 {
+            return fail(service.vip.span(), "the VIP port must not be 0".into());
+        }
+        if !vips.insert((vip, service.protocol)) {
+            return fail(
+                service.vip.span(),
+                format!("{vip} ({:?}) is configured twice", service.protocol),
+            );
+        }
+        if service.reals.is_empty() {
+            return fail(
+                service.name.span(),
+                format!("service `{name}` has no reals"),
+            );
+        }
+        let mut reals = Vec::with_capacity(service.reals.len());
+        let mut seen = HashSet::new();
+        for real in &service.reals {
+            let addr: IpAddr = real.addr.get_ref().parse().map_err(|_| {
+                (
+                    real.addr.span(),
+                    format!("expected an IP address, found `{}`", real.addr.get_ref()),
+                )
+            })?;
+            if addr.is_ipv4() != vip.is_ipv4() {
+                return fail(
+                    real.addr.span(),
+                    format!("real {addr} and VIP {vip} are of different IP families"),
+                );
+            }
+            let port = match (&real.port, service.mode) {
+                (Some(port), ForwardMode::Nat) if *port.get_ref() != 0 => *port.get_ref(),
+                (Some(port), ForwardMode::Nat) => {
+                    return fail(port.span(), "the port must not be 0".into());
+                }
+                (Some(port), _) => {
+                    return fail(
+                        port.span(),
+                        "a real's port can only differ from the VIP's in NAT mode (DR and TUN keep the packet's port)"
+                            .into(),
+                    );
+                }
+                (None, _) => vip.port(),
+            };
+            let weight = *real.weight.get_ref();
+            if weight > 65535 {
+                return fail(
+                    real.weight.span(),
+                    format!("expected a weight of 0 to 65535, found {weight}"),
+                );
+            }
+            if !seen.insert((addr, port)) {
+                return fail(
+                    real.addr.span(),
+                    format!("real {addr} port {port} is listed twice in `{name}`"),
+                );
+            }
+            all_reals.insert((addr, port));
+            reals.push(RealSpec { addr, port, weight });
+        }
+        l4.push(ServiceSpec {
+            name: name.clone(),
+            vip,
+            protocol: service.protocol,
+            mode: service.mode,
+            hash: service.hash,
+            reals,
+        });
+    }
+    if all_reals.len() > lb_common::maps::MAX_REALS as usize {
+        return fail(
+            0..0,
+            format!(
+                "{} reals configured; at most {} are supported",
+                all_reals.len(),
+                lb_common::maps::MAX_REALS
+            ),
+        );
+    }
+    Ok(Resolved {
+        l4,
+        tunnel_source_v4,
+        tunnel_source_v6,
+    })
+}
+
+fn validate_interfaces(config: &Config) -> Result<(), Failure> {
     let mut seen = HashSet::new();
     for interface in &config.interfaces {
         let name = interface.name.get_ref();
         let span = interface.name.span();
         if name.is_empty() || name.len() > MAX_IFNAME_LEN {
-            return Err((
+            return fail(
                 span,
                 format!(
                     "expected an interface name of 1 to {MAX_IFNAME_LEN} bytes, found `{name}`"
                 ),
-            ));
+            );
         }
         if name.contains(['/', ':'])
             || name.chars().any(char::is_whitespace)
             || name == "."
             || name == ".."
         {
-            return Err((
+            return fail(
                 span,
                 format!("`{name}` is not a valid interface name (no `/`, `:` or spaces)"),
-            ));
+            );
         }
         if !seen.insert(name.as_str()) {
-            return Err((span, format!("interface `{name}` is listed more than once")));
+            return fail(span, format!("interface `{name}` is listed more than once"));
         }
     }
     Ok(())
+}
+
+fn parse_prefix(value: &Spanned<String>) -> Result<(IpAddr, u8), Failure> {
+    let text = value.get_ref();
+    let parsed = text.split_once('/').and_then(|(addr, len)| {
+        let addr: IpAddr = addr.parse().ok()?;
+        let len: u8 = len.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (len <= max).then_some((addr, len))
+    });
+    parsed.ok_or_else(|| {
+        (
+            value.span(),
+            format!("expected \"address/prefix-length\", found `{text}`"),
+        )
+    })
+}
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u32;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
 }

@@ -6,6 +6,8 @@
 
 mod bpffs;
 mod loader;
+pub mod maglev;
+pub mod model;
 mod stats;
 
 pub use bpffs::ensure_bpffs;

@@ -1,0 +1,355 @@
+//! The L4 model: configuration -> what the maps must hold. Pure functions, no kernel.
+//!
+//! Service ids follow configuration order; real ids number distinct (address, port) pairs in
+//! order of first appearance, so a real shared by services has one slot and one set of stats.
+//! Connection-table entries carry the real's identity key, so when ids shift after a config
+//! change an old entry is treated as a miss rather than followed to the wrong real.
+
+use std::net::{IpAddr, SocketAddr};
+
+use lb_common::{
+    hash::{flow_hash, real_key},
+    maps::{
+        FAMILY_V4, FAMILY_V6, FlowKey, MODE_DR, MODE_NAT, MODE_TUN, NO_REAL, SERVICE_ACTIVE,
+        SERVICE_SOURCE_HASH, SETTINGS_NAT, Service, ServiceKey, Settings,
+    },
+};
+
+use super::maglev::{self, Backend};
+use crate::config::{Config, ForwardMode, HashFields, L4Protocol};
+
+/// A service as the maps hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceModel {
+    /// Configured name.
+    pub name: String,
+    /// VIP and port.
+    pub vip: SocketAddr,
+    /// Transport protocol.
+    pub protocol: L4Protocol,
+    /// Forwarding mode.
+    pub mode: ForwardMode,
+    /// Key in the services map.
+    pub key: ServiceKey,
+    /// Value in the services map.
+    pub value: Service,
+    /// `(real id, weight)` of each configured real.
+    pub members: Vec<(u32, u32)>,
+}
+
+/// A real as the maps hold it (next hop aside: that comes from the neighbour table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealModel {
+    /// Slot in the reals map.
+    pub id: u32,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port (the VIP's, or the NAT port).
+    pub port: u16,
+    /// Identity key.
+    pub key: u32,
+}
+
+/// Everything the L4 maps hold, derived from a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L4Model {
+    /// The settings entry.
+    pub settings: Settings,
+    /// Services by id.
+    pub services: Vec<ServiceModel>,
+    /// Reals by id.
+    pub reals: Vec<RealModel>,
+    /// Services the rings map is sized for.
+    pub max_services: u32,
+    /// Connection table size.
+    pub conn_table_size: u32,
+}
+
+/// Network-order words of an address, as the maps store it.
+pub fn addr_words(addr: IpAddr) -> [u32; 4] {
+    match addr {
+        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let mut words = [0u32; 4];
+            for (i, word) in words.iter_mut().enumerate() {
+                *word = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+            }
+            words
+        }
+    }
+}
+
+/// The map's `family` value of an address.
+pub fn family(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }
+}
+
+/// IP protocol number.
+pub fn protocol_number(protocol: L4Protocol) -> u8 {
+    match protocol {
+        L4Protocol::Tcp => 6,
+        L4Protocol::Udp => 17,
+    }
+}
+
+/// Network-order mask of the low `host_bits` bits of a word.
+fn host_mask(host_bits: u32) -> u32 {
+    let host_order = if host_bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << host_bits) - 1
+    };
+    u32::from_ne_bytes(host_order.to_be_bytes())
+}
+
+impl L4Model {
+    /// Derives the model from a validated configuration.
+    pub fn from_config(config: &Config) -> L4Model {
+        let global = &config.global;
+        let resolved = &config.resolved;
+        let mut reals: Vec<RealModel> = Vec::new();
+        let mut services = Vec::with_capacity(resolved.l4.len());
+        for (id, spec) in resolved.l4.iter().enumerate() {
+            let mut members = Vec::with_capacity(spec.reals.len());
+            for real in &spec.reals {
+                let real_id = match reals
+                    .iter()
+                    .find(|r| r.addr == real.addr && r.port == real.port)
+                {
+                    Some(existing) => existing.id,
+                    None => {
+                        let id = reals.len() as u32;
+                        reals.push(RealModel {
+                            id,
+                            addr: real.addr,
+                            port: real.port,
+                            key: real_key(&addr_words(real.addr), real.port),
+                        });
+                        id
+                    }
+                };
+                members.push((real_id, real.weight));
+            }
+            let mut flags = SERVICE_ACTIVE;
+            if spec.hash == HashFields::Source {
+                flags |= SERVICE_SOURCE_HASH;
+            }
+            services.push(ServiceModel {
+                name: spec.name.clone(),
+                vip: spec.vip,
+                protocol: spec.protocol,
+                mode: spec.mode,
+                key: ServiceKey {
+                    addr: addr_words(spec.vip.ip()),
+                    port: spec.vip.port(),
+                    protocol: protocol_number(spec.protocol),
+                    family: family(spec.vip.ip()),
+                },
+                value: Service {
+                    id: id as u32,
+                    flags,
+                    mode: match spec.mode {
+                        ForwardMode::Dr => MODE_DR,
+                        ForwardMode::Tun => MODE_TUN,
+                        ForwardMode::Nat => MODE_NAT,
+                    },
+                    _pad: 0,
+                },
+                members,
+            });
+        }
+        let (v4, v4_len) = resolved.tunnel_source_v4;
+        let (v6, v6_len) = resolved.tunnel_source_v6;
+        let mut settings = Settings {
+            hash_seed: global.hash_seed,
+            ring_size: *global.ring_size.get_ref(),
+            max_new_flows_per_sec: global.max_new_flows_per_sec,
+            tunnel_mtu: *global.tunnel_mtu.get_ref(),
+            tunnel_src_v4: u32::from_ne_bytes(v4.octets()),
+            tunnel_src_v4_hash_mask: host_mask(32 - u32::from(v4_len)),
+            tunnel_src_v6: addr_words(IpAddr::V6(v6)),
+            tunnel_src_v6_hash_mask: host_mask(128 - u32::from(v6_len)),
+            flags: 0,
+        };
+        if services.iter().any(|s| s.mode == ForwardMode::Nat) {
+            settings.flags |= SETTINGS_NAT;
+        }
+        L4Model {
+            settings,
+            services,
+            reals,
+            max_services: *global.max_services.get_ref(),
+            conn_table_size: *global.conn_table_size.get_ref(),
+        }
+    }
+
+    /// The Maglev table of service `index`, counting only reals for which `usable` is true
+    /// (resolved next hop, healthy); weight 0 reals get no slots.
+    pub fn ring(&self, index: usize, usable: impl Fn(u32) -> bool) -> Vec<u32> {
+        let service = &self.services[index];
+        let backends: Vec<Backend> = service
+            .members
+            .iter()
+            .filter(|(id, _)| usable(*id))
+            .map(|&(id, weight)| {
+                let real = &self.reals[id as usize];
+                Backend {
+                    id,
+                    addr: addr_words(real.addr),
+                    port: real.port,
+                    weight,
+                }
+            })
+            .collect();
+        maglev::build(&backends, self.settings.ring_size)
+    }
+
+    /// The real a new flow from `client` to `vip` would get, as the kernel computes it with
+    /// every real usable: the answer to `lb simulate`.
+    pub fn simulate(
+        &self,
+        client: SocketAddr,
+        vip: SocketAddr,
+        protocol: L4Protocol,
+    ) -> Option<(&ServiceModel, &RealModel)> {
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.vip == vip && s.protocol == protocol)?;
+        let service = &self.services[index];
+        let flow = FlowKey {
+            src: addr_words(client.ip()),
+            dst: addr_words(vip.ip()),
+            src_port: client.port(),
+            dst_port: vip.port(),
+            protocol: protocol_number(protocol),
+            family: family(vip.ip()),
+            _pad: [0; 2],
+        };
+        let hash = flow_hash(
+            &flow,
+            self.settings.hash_seed,
+            service.value.flags & SERVICE_SOURCE_HASH != 0,
+        );
+        let ring = self.ring(index, |_| true);
+        let real_id = ring[(hash % self.settings.ring_size) as usize];
+        if real_id == NO_REAL {
+            return None;
+        }
+        Some((service, &self.reals[real_id as usize]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn model(text: &str) -> L4Model {
+        L4Model::from_config(
+            &crate::config::load_str(Path::new("lb.toml"), text).expect("valid config"),
+        )
+    }
+
+    const TWO_SERVICES: &str = r#"
+[global]
+ring_size = 251
+
+[[l4]]
+name = "web"
+vip = "10.0.0.100:80"
+reals = [{ addr = "10.0.2.11" }, { addr = "10.0.2.12", weight = 3 }]
+
+[[l4]]
+name = "dns"
+vip = "10.0.0.100:53"
+protocol = "udp"
+mode = "nat"
+hash = "source"
+reals = [{ addr = "10.0.2.12", port = 5353 }, { addr = "10.0.2.11", port = 53 }]
+"#;
+
+    #[test]
+    fn ids_follow_configuration_order_and_reals_are_shared() {
+        let m = model(TWO_SERVICES);
+        assert_eq!(m.services.len(), 2);
+        assert_eq!(m.services[1].value.id, 1);
+        assert_eq!(m.services[1].value.mode, MODE_NAT);
+        assert_eq!(
+            m.services[1].value.flags,
+            SERVICE_ACTIVE | SERVICE_SOURCE_HASH
+        );
+        assert_eq!(m.services[1].key.protocol, 17);
+        // 10.0.2.12:5353 and 10.0.2.11:53 differ from the web reals (port 80): four reals.
+        assert_eq!(m.reals.len(), 4);
+        assert_eq!(m.services[0].members, vec![(0, 1), (1, 3)]);
+        assert_eq!(m.settings.flags & SETTINGS_NAT, SETTINGS_NAT);
+        assert_eq!(m.settings.ring_size, 251);
+    }
+
+    #[test]
+    fn tunnel_source_masks_cover_the_host_bits() {
+        let m = model(TWO_SERVICES);
+        assert_eq!(
+            m.settings.tunnel_src_v4,
+            u32::from_ne_bytes([172, 16, 0, 0])
+        );
+        assert_eq!(
+            m.settings.tunnel_src_v4_hash_mask,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff])
+        );
+        assert_eq!(
+            m.settings.tunnel_src_v6_hash_mask,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff])
+        );
+    }
+
+    #[test]
+    fn simulate_follows_weights_and_is_deterministic() {
+        let m = model(TWO_SERVICES);
+        let vip: SocketAddr = "10.0.0.100:80".parse().unwrap();
+        let mut counts = [0u32; 2];
+        for port in 1000..5000u16 {
+            let client = SocketAddr::new("192.0.2.7".parse().unwrap(), port);
+            let (service, real) = m.simulate(client, vip, L4Protocol::Tcp).expect("a real");
+            assert_eq!(service.name, "web");
+            counts[real.id as usize] += 1;
+            assert_eq!(
+                m.simulate(client, vip, L4Protocol::Tcp).unwrap().1.id,
+                real.id
+            );
+        }
+        let share = f64::from(counts[1]) / 4000.0;
+        assert!((share - 0.75).abs() < 0.05, "weight 3 of 4 got {share}");
+    }
+
+    #[test]
+    fn source_hash_ignores_ports() {
+        let m = model(TWO_SERVICES);
+        let vip: SocketAddr = "10.0.0.100:53".parse().unwrap();
+        let first = m
+            .simulate("192.0.2.9:1000".parse().unwrap(), vip, L4Protocol::Udp)
+            .unwrap()
+            .1
+            .id;
+        for port in 1001..1100u16 {
+            let client = SocketAddr::new("192.0.2.9".parse().unwrap(), port);
+            assert_eq!(
+                m.simulate(client, vip, L4Protocol::Udp).unwrap().1.id,
+                first
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_service_simulates_to_none() {
+        let m = model(TWO_SERVICES);
+        let vip: SocketAddr = "10.0.0.100:443".parse().unwrap();
+        assert!(
+            m.simulate("192.0.2.9:1000".parse().unwrap(), vip, L4Protocol::Tcp)
+                .is_none()
+        );
+    }
+}
