@@ -1,14 +1,23 @@
-//! The `lb run` lifecycle: validate the host against the config, load and attach the data
-//! plane, wait for a shutdown signal, detach and clean up.
+//! The `lb run` lifecycle: validate the host against the config, load the data plane, fill its
+//! maps, attach, keep next hops fresh, and on a shutdown signal detach and clean up.
 
-use std::future::Future;
+use std::{collections::HashMap, future::Future, net::IpAddr, time::Duration};
 
 use crate::{
     config::{Config, ConfigError, XdpModeSetting},
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{
+        Dataplane, DataplaneError, MapSizes,
+        model::L4Model,
+        neigh::{NeighError, Nexthop, Resolver},
+    },
 };
 
-/// Why the agent could not start.
+/// How long start-up waits for reals' next hops to resolve.
+const RESOLVE_PATIENCE: Duration = Duration::from_secs(2);
+/// How often next hops are read again (a real's MAC or route may change).
+const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The configuration does not fit this host.
@@ -17,6 +26,9 @@ pub enum AgentError {
     /// The data plane could not be set up.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    /// Next hops could not be read.
+    #[error("resolving next hops: {0}")]
+    Neigh(#[from] NeighError),
 }
 
 /// Checks what only the host can tell: every configured interface exists.
@@ -40,31 +52,92 @@ fn interface_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Loads the data plane, attaches it per `config` (`force_mode` overrides every interface's
-/// mode), runs until `shutdown` resolves, then detaches and removes the pins.
+/// Map sizes a model needs.
+pub fn map_sizes(model: &L4Model) -> MapSizes {
+    MapSizes {
+        rings: model.max_services * model.settings.ring_size,
+        conns: model.conn_table_size,
+    }
+}
+
+fn real_addresses(model: &L4Model) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = model.reals.iter().map(|r| r.addr).collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+fn log_unresolved(addrs: &[IpAddr], nexthops: &HashMap<IpAddr, Nexthop>) {
+    for addr in addrs.iter().filter(|a| !nexthops.contains_key(a)) {
+        tracing::warn!(real = %addr, "no route or neighbour entry for real; it gets no traffic until it resolves");
+    }
+}
+
+/// Loads the data plane, fills its maps, attaches it per `config` (`force_mode` overrides
+/// every interface's mode), keeps next hops fresh until `shutdown` resolves, then detaches and
+/// removes the pins.
 pub async fn run(
     config: Config,
     force_mode: Option<XdpModeSetting>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     check_host(&config)?;
-    let mut dataplane = Dataplane::load(crate::LB_EBPF_OBJECT, &config.global.bpf_dir)?;
+    let model = L4Model::from_config(&config);
+    let mut dataplane = Dataplane::load(
+        crate::LB_EBPF_OBJECT,
+        &config.global.bpf_dir,
+        map_sizes(&model),
+    )?;
+    let result = serve(&config, &model, force_mode, &mut dataplane, shutdown).await;
+    dataplane.shutdown();
+    result
+}
+
+async fn serve(
+    config: &Config,
+    model: &L4Model,
+    force_mode: Option<XdpModeSetting>,
+    dataplane: &mut Dataplane,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let resolver = Resolver::new()?;
+    let addrs = real_addresses(model);
+    let mut nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
+    log_unresolved(&addrs, &nexthops);
+    // Maps first, then the program: the first packet already finds every service.
+    let report = dataplane.apply(model, &nexthops, &|_| true)?;
+    tracing::info!(
+        services = model.services.len(),
+        reals = model.reals.len(),
+        ring_slots_written = report.ring_slots,
+        "L4 maps in place"
+    );
     for interface in &config.interfaces {
         let mode = force_mode
             .or(interface.xdp_mode)
             .unwrap_or(config.global.xdp_mode);
-        if let Err(error) = dataplane.attach(interface.name.get_ref(), mode) {
-            dataplane.shutdown();
-            return Err(error.into());
-        }
+        dataplane.attach(interface.name.get_ref(), mode)?;
     }
     tracing::info!(
         bpf_dir = %dataplane.bpf_dir().display(),
         interfaces = dataplane.attached().len(),
         "lb running"
     );
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(REFRESH_INTERVAL) => {
+                let fresh = resolver.resolve_all(&addrs, Duration::from_millis(200)).await?;
+                if fresh != nexthops {
+                    nexthops = fresh;
+                    log_unresolved(&addrs, &nexthops);
+                    let report = dataplane.apply(model, &nexthops, &|_| true)?;
+                    tracing::info!(?report, "next hops changed; maps updated");
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
-    dataplane.shutdown();
     Ok(())
 }

@@ -1,4 +1,9 @@
 //! Loading the XDP object, pinning it, attaching `lb_ingress`, and undoing all of it.
+//!
+//! Maps, the program and every interface's XDP link are pinned under the bpffs directory.
+//! A link outlives the agent that made it, so if the agent dies (crash, `kill -9`) forwarding
+//! goes on; the next agent adopts the pinned maps and links, swapping its own program into
+//! each link atomically. A clean stop detaches and removes the pins.
 
 use std::{
     io,
@@ -7,9 +12,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp, XdpMode},
+    maps::MapData,
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::XdpLink,
+    },
 };
-use lb_common::maps::{COUNTERS_MAP, INGRESS_PROGRAM};
+use lb_common::maps::{ALL_MAPS, CONNS_MAP, INGRESS_PROGRAM, NAT_MAP, RINGS_MAP};
 
 use crate::config::XdpModeSetting;
 
@@ -22,13 +32,19 @@ pub enum DataplaneError {
     /// The kernel refused the object (verifier log included by aya).
     #[error("loading the XDP object: {0}")]
     Load(#[from] aya::EbpfError),
-    /// The object lacks a program the agent needs: a build mismatch.
-    #[error("the XDP object has no program `{0}`")]
-    MissingProgram(&'static str),
+    /// The object lacks a program or map the agent needs: a build mismatch.
+    #[error("the XDP object has no {0}")]
+    Missing(String),
     /// Loading or pinning the program failed.
     #[error("program `{INGRESS_PROGRAM}`: {0}")]
     Program(#[from] ProgramError),
-    /// Pinning the program failed.
+    /// A map operation failed.
+    #[error("map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    /// A link operation failed.
+    #[error("XDP link: {0}")]
+    Link(#[from] LinkError),
+    /// Pinning failed.
     #[error("pinning `{path}`: {message}")]
     Pin { path: PathBuf, message: String },
     /// The interface does not exist.
@@ -50,6 +66,8 @@ pub enum AttachedMode {
     Native,
     /// Generic (skb) mode.
     Generic,
+    /// An existing pinned link was adopted (it keeps the mode it was made with).
+    Adopted,
 }
 
 impl std::fmt::Display for AttachedMode {
@@ -57,43 +75,83 @@ impl std::fmt::Display for AttachedMode {
         f.write_str(match self {
             AttachedMode::Native => "native",
             AttachedMode::Generic => "generic",
+            AttachedMode::Adopted => "adopted",
         })
     }
 }
 
-/// The loaded XDP object with its pins and attachments. Dropping it (or [`Dataplane::shutdown`])
-/// detaches the program from every interface; `shutdown` also removes the pins.
+/// Sizes of the maps the configuration decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Entries of the rings map (services x ring size).
+    pub rings: u32,
+    /// Entries of the connection table, and of the NAT table.
+    pub conns: u32,
+}
+
+/// The loaded XDP object with its pins and attachments.
 pub struct Dataplane {
     ebpf: Ebpf,
     bpf_dir: PathBuf,
     attached: Vec<(String, AttachedMode)>,
+    links: Vec<(String, FdLink)>,
+    pub(super) ring_cache: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+/// Path of the pinned link for `interface`.
+fn link_pin(bpf_dir: &Path, interface: &str) -> PathBuf {
+    bpf_dir.join(format!("link_{interface}"))
+}
+
+/// Removes pinned maps whose size differs from what this configuration needs: they cannot be
+/// adopted (the kernel fixes a map's size at creation), so they are replaced, and flows in
+/// them are forgotten.
+fn drop_mismatched_pins(bpf_dir: &Path, sizes: MapSizes) {
+    for (name, wanted) in [
+        (RINGS_MAP, sizes.rings),
+        (CONNS_MAP, sizes.conns),
+        (NAT_MAP, sizes.conns),
+    ] {
+        let pin = bpf_dir.join(name);
+        if !pin.exists() {
+            continue;
+        }
+        let current = MapData::from_pin(&pin)
+            .and_then(|m| m.info())
+            .map(|info| info.max_entries());
+        if current.as_ref().ok() != Some(&wanted) {
+            tracing::warn!(
+                map = name,
+                ?current,
+                wanted,
+                "pinned map has another size; replacing it"
+            );
+            let _ = std::fs::remove_file(&pin);
+        }
+    }
 }
 
 impl Dataplane {
-    /// Loads `object`, pins maps and `lb_ingress` under `bpf_dir` (created, and bpffs mounted,
-    /// if needed). Maps already pinned there are reused, so counters survive a restart.
-    pub fn load(object: &[u8], bpf_dir: &Path) -> Result<Self, DataplaneError> {
+    /// Loads `object` with maps sized by `sizes`, pinning maps and `lb_ingress` under
+    /// `bpf_dir` (created, and bpffs mounted, if needed). Maps already pinned there with the
+    /// right size are adopted with their contents (connection table included).
+    pub fn load(object: &[u8], bpf_dir: &Path, sizes: MapSizes) -> Result<Self, DataplaneError> {
         super::ensure_bpffs(bpf_dir).map_err(|source| DataplaneError::PinDir {
             dir: bpf_dir.to_path_buf(),
             source,
         })?;
+        drop_mismatched_pins(bpf_dir, sizes);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(bpf_dir)
+            .map_max_entries(RINGS_MAP, sizes.rings)
+            .map_max_entries(CONNS_MAP, sizes.conns)
+            .map_max_entries(NAT_MAP, sizes.conns)
             .load(object)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(INGRESS_PROGRAM)
-            .ok_or(DataplaneError::MissingProgram(INGRESS_PROGRAM))?
-            .try_into()?;
+        let program = ingress(&mut ebpf)?;
         program.load()?;
         let pin = bpf_dir.join(INGRESS_PROGRAM);
-        // A pin left by an agent that was killed would make pinning fail; the new program
-        // replaces it.
-        if pin.exists() {
-            std::fs::remove_file(&pin).map_err(|e| DataplaneError::Pin {
-                path: pin.clone(),
-                message: e.to_string(),
-            })?;
-        }
+        // The program pin names the program currently in the links; replace it.
+        let _ = std::fs::remove_file(&pin);
         program.pin(&pin).map_err(|e| DataplaneError::Pin {
             path: pin.clone(),
             message: e.to_string(),
@@ -102,11 +160,14 @@ impl Dataplane {
             ebpf,
             bpf_dir: bpf_dir.to_path_buf(),
             attached: Vec::new(),
+            links: Vec::new(),
+            ring_cache: std::collections::HashMap::new(),
         })
     }
 
-    /// Attaches `lb_ingress` to `interface`. `Auto` tries native mode and falls back to generic
-    /// with a warning (veth and many virtual NICs run native, some drivers do not).
+    /// Attaches `lb_ingress` to `interface`, or adopts the link a previous agent pinned for it
+    /// (replacing its program atomically, so no packet goes unhandled). `Auto` tries native
+    /// mode and falls back to generic with a warning.
     pub fn attach(
         &mut self,
         interface: &str,
@@ -119,11 +180,29 @@ impl Dataplane {
         if if_index == 0 {
             return Err(DataplaneError::NoSuchInterface(interface.to_string()));
         }
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(INGRESS_PROGRAM)
-            .ok_or(DataplaneError::MissingProgram(INGRESS_PROGRAM))?
-            .try_into()?;
+        let pin = link_pin(&self.bpf_dir, interface);
+        let program = ingress(&mut self.ebpf)?;
+        if pin.exists() {
+            match PinnedLink::from_pin(&pin) {
+                Ok(pinned) => {
+                    let link = XdpLink::try_from(FdLink::from(pinned))?;
+                    let id = program.attach_to_link(link)?;
+                    let fd_link = FdLink::try_from(program.take_link(id)?)?;
+                    tracing::info!(
+                        interface,
+                        "adopted the pinned XDP link; new program swapped in"
+                    );
+                    self.links.push((interface.to_string(), fd_link));
+                    self.attached
+                        .push((interface.to_string(), AttachedMode::Adopted));
+                    return Ok(AttachedMode::Adopted);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "stale link pin {}; attaching anew", pin.display());
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
         let attach = |program: &mut Xdp, mode: XdpMode, name: &'static str| {
             program
                 .attach_to_if_index(if_index, mode)
@@ -133,24 +212,41 @@ impl Dataplane {
                     source,
                 })
         };
-        let mode = match setting {
-            XdpModeSetting::Native => {
-                attach(program, XdpMode::Driver, "native")?;
-                AttachedMode::Native
-            }
-            XdpModeSetting::Generic => {
-                attach(program, XdpMode::Skb, "generic")?;
-                AttachedMode::Generic
-            }
+        let (id, mode) = match setting {
+            XdpModeSetting::Native => (
+                attach(program, XdpMode::Driver, "native")?,
+                AttachedMode::Native,
+            ),
+            XdpModeSetting::Generic => (
+                attach(program, XdpMode::Skb, "generic")?,
+                AttachedMode::Generic,
+            ),
             XdpModeSetting::Auto => match attach(program, XdpMode::Driver, "native") {
-                Ok(_) => AttachedMode::Native,
+                Ok(id) => (id, AttachedMode::Native),
                 Err(error) => {
                     tracing::warn!(%error, "native XDP refused on {interface}; falling back to generic mode");
-                    attach(program, XdpMode::Skb, "generic")?;
-                    AttachedMode::Generic
+                    (
+                        attach(program, XdpMode::Skb, "generic")?,
+                        AttachedMode::Generic,
+                    )
                 }
             },
         };
+        // Pin the link so forwarding survives the agent; kernels without bpf_link (netlink
+        // attach) cannot pin, and then the program stays only while the agent runs.
+        match FdLink::try_from(program.take_link(id)?) {
+            Ok(fd_link) => {
+                let pinned = fd_link.pin(&pin).map_err(|e| DataplaneError::Pin {
+                    path: pin.clone(),
+                    message: e.to_string(),
+                })?;
+                self.links
+                    .push((interface.to_string(), FdLink::from(pinned)));
+            }
+            Err(error) => {
+                tracing::warn!(%error, interface, "XDP link cannot be pinned; restarts will interrupt forwarding")
+            }
+        }
         tracing::info!(interface, %mode, "attached {INGRESS_PROGRAM}");
         self.attached.push((interface.to_string(), mode));
         Ok(mode)
@@ -166,19 +262,32 @@ impl Dataplane {
         &self.bpf_dir
     }
 
-    /// Detaches from every interface and removes the program and map pins.
+    /// The loaded object (maps and programs), for the sync code and tests.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// The loaded object.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// Detaches from every interface and removes the program, link and map pins.
     pub fn shutdown(self) {
         let Dataplane {
             ebpf,
             bpf_dir,
-            attached,
+            links,
+            ..
         } = self;
-        // Dropping the object releases the XDP links, which detaches the program.
-        drop(ebpf);
-        for (interface, _) in &attached {
+        for (interface, link) in links {
+            let _ = std::fs::remove_file(link_pin(&bpf_dir, &interface));
+            // Dropping the last reference to the link detaches the program.
+            drop(link);
             tracing::info!(interface, "detached {INGRESS_PROGRAM}");
         }
-        for name in [INGRESS_PROGRAM, COUNTERS_MAP] {
+        drop(ebpf);
+        for name in std::iter::once(INGRESS_PROGRAM).chain(ALL_MAPS) {
             let pin = bpf_dir.join(name);
             if let Err(error) = std::fs::remove_file(&pin)
                 && error.kind() != io::ErrorKind::NotFound
@@ -189,4 +298,11 @@ impl Dataplane {
         // Only removes the directory when nothing else is pinned there.
         let _ = std::fs::remove_dir(&bpf_dir);
     }
+}
+
+fn ingress(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
+    Ok(ebpf
+        .program_mut(INGRESS_PROGRAM)
+        .ok_or_else(|| DataplaneError::Missing(format!("program `{INGRESS_PROGRAM}`")))?
+        .try_into()?)
 }

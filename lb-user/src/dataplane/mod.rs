@@ -8,8 +8,11 @@ mod bpffs;
 mod loader;
 pub mod maglev;
 pub mod model;
+pub mod neigh;
 mod stats;
+mod sync;
 
 pub use bpffs::ensure_bpffs;
-pub use loader::{AttachedMode, Dataplane, DataplaneError};
+pub use loader::{AttachedMode, Dataplane, DataplaneError, MapSizes};
 pub use stats::{CounterSnapshot, read_counters};
+pub use sync::SyncReport;

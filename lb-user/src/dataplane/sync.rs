@@ -1,0 +1,155 @@
+//! Making the maps hold what the model says, writing only what differs.
+//!
+//! Order matters so that no packet ever finds a service without a real: new reals are written
+//! first, then each ring slot moves from one valid real to another, then services are added or
+//! removed, and only then are reals nobody points to any more switched off.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use lb_common::maps::{
+    MAX_REALS, REAL_ACTIVE, REAL_IPV6, REALS_MAP, RINGS_MAP, Real, SERVICES_MAP, SETTINGS_MAP,
+    Service, ServiceKey, Settings,
+};
+
+use super::{
+    loader::{Dataplane, DataplaneError},
+    maglev,
+    model::{L4Model, addr_words},
+    neigh::Nexthop,
+};
+
+/// What one sync wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Real slots written.
+    pub reals: usize,
+    /// Ring slots written.
+    pub ring_slots: usize,
+    /// Service entries written.
+    pub services: usize,
+    /// Service entries removed.
+    pub services_removed: usize,
+}
+
+fn missing(name: &str) -> DataplaneError {
+    DataplaneError::Missing(format!("map `{name}`"))
+}
+
+impl Dataplane {
+    /// Brings the maps in line with `model`. A real is used when its next hop is known and
+    /// `healthy(real id)` says so; weight-0 reals stay usable for their existing flows.
+    pub fn apply(
+        &mut self,
+        model: &L4Model,
+        nexthops: &HashMap<IpAddr, Nexthop>,
+        healthy: &dyn Fn(u32) -> bool,
+    ) -> Result<SyncReport, DataplaneError> {
+        let mut report = SyncReport::default();
+        let usable = |id: u32| {
+            model
+                .reals
+                .get(id as usize)
+                .is_some_and(|r| nexthops.contains_key(&r.addr) && healthy(id))
+        };
+        let ebpf = self.ebpf_mut();
+        {
+            let mut settings: Array<&mut MapData, Settings> = Array::try_from(
+                ebpf.map_mut(SETTINGS_MAP)
+                    .ok_or_else(|| missing(SETTINGS_MAP))?,
+            )?;
+            if settings.get(&0, 0)? != model.settings {
+                settings.set(0, model.settings, 0)?;
+            }
+        }
+        {
+            let mut reals: Array<&mut MapData, Real> =
+                Array::try_from(ebpf.map_mut(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
+            for real in &model.reals {
+                let mut entry = Real {
+                    addr: addr_words(real.addr),
+                    key: real.key,
+                    flags: if real.addr.is_ipv6() { REAL_IPV6 } else { 0 },
+                    port: real.port,
+                    ..Real::default()
+                };
+                if let Some(nexthop) = nexthops.get(&real.addr) {
+                    entry.ifindex = nexthop.ifindex;
+                    entry.dmac = nexthop.dmac;
+                    entry.smac = nexthop.smac;
+                    if healthy(real.id) {
+                        entry.flags |= REAL_ACTIVE;
+                    }
+                }
+                if reals.get(&real.id, 0)? != entry {
+                    reals.set(real.id, entry, 0)?;
+                    report.reals += 1;
+                }
+            }
+        }
+        let ring_size = model.settings.ring_size;
+        for (index, service) in model.services.iter().enumerate() {
+            let id = service.value.id;
+            let wanted = model.ring(index, usable);
+            let current = match self.ring_cache.remove(&id) {
+                Some(cached) if cached.len() == wanted.len() => cached,
+                _ => read_ring(self.ebpf_mut(), id, ring_size)?,
+            };
+            let writes = maglev::diff(&current, &wanted);
+            {
+                let mut rings: Array<&mut MapData, u32> = Array::try_from(
+                    self.ebpf_mut()
+                        .map_mut(RINGS_MAP)
+                        .ok_or_else(|| missing(RINGS_MAP))?,
+                )?;
+                for (slot, real) in &writes {
+                    rings.set(id * ring_size + slot, *real, 0)?;
+                }
+            }
+            report.ring_slots += writes.len();
+            self.ring_cache.insert(id, wanted);
+        }
+        let ebpf = self.ebpf_mut();
+        {
+            let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> = BpfHashMap::try_from(
+                ebpf.map_mut(SERVICES_MAP)
+                    .ok_or_else(|| missing(SERVICES_MAP))?,
+            )?;
+            for service in &model.services {
+                if services.get(&service.key, 0).ok() != Some(service.value) {
+                    services.insert(service.key, service.value, 0)?;
+                    report.services += 1;
+                }
+            }
+            let stale: Vec<ServiceKey> = services
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| !model.services.iter().any(|s| s.key == *key))
+                .collect();
+            for key in stale {
+                services.remove(&key)?;
+                report.services_removed += 1;
+            }
+        }
+        {
+            let mut reals: Array<&mut MapData, Real> =
+                Array::try_from(ebpf.map_mut(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
+            for id in model.reals.len() as u32..MAX_REALS {
+                if reals.get(&id, 0)?.flags != 0 {
+                    reals.set(id, Real::default(), 0)?;
+                    report.reals += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The ring of service `id` as the map holds it now.
+fn read_ring(ebpf: &mut aya::Ebpf, id: u32, ring_size: u32) -> Result<Vec<u32>, DataplaneError> {
+    let rings: Array<&MapData, u32> =
+        Array::try_from(ebpf.map(RINGS_MAP).ok_or_else(|| missing(RINGS_MAP))?)?;
+    (0..ring_size)
+        .map(|slot| Ok(rings.get(&(id * ring_size + slot), 0)?))
+        .collect()
+}
