@@ -32,14 +32,50 @@ enum Command {
         #[arg(short, long, default_value = "/etc/lb/lb.toml")]
         config: PathBuf,
     },
-    /// Print the data plane's counters (read from the running agent's pinned maps).
+    /// Print the data plane's counters (read from the running agent's pinned maps); with
+    /// `-c`, also per-service and per-real traffic under their configured names.
     Stats {
-        /// bpffs directory the agent pins to (global.bpf_dir).
-        #[arg(long, default_value = lb_common::maps::DEFAULT_PIN_DIR)]
-        bpf_dir: PathBuf,
-        /// Print one JSON object instead of a table.
+        /// bpffs directory the agent pins to (global.bpf_dir; taken from the config with -c).
+        #[arg(long)]
+        bpf_dir: Option<PathBuf>,
+        /// Configuration of the running agent, for service and real names.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print one JSON object of the counters instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Which real a new flow gets: computed from the config with the kernel's own hash and
+    /// Maglev table (every real taken as healthy).
+    Simulate {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        config: PathBuf,
+        /// Client address and port (`192.0.2.7:40000`).
+        #[arg(long)]
+        client: std::net::SocketAddr,
+        /// VIP and port (`10.0.0.100:80`).
+        #[arg(long)]
+        vip: std::net::SocketAddr,
+        /// Protocol: tcp or udp.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+    },
+    /// Real-server side of TUN mode: strip IPIP / IP6IP6 for these VIPs (this kernel has no
+    /// tunnel module), until SIGINT or SIGTERM.
+    Decap {
+        /// Interface the tunnelled packets arrive on.
+        #[arg(long)]
+        iface: String,
+        /// VIPs served here (repeat the flag).
+        #[arg(long = "vip", required = true)]
+        vips: Vec<std::net::IpAddr>,
+        /// bpffs directory for the decap program's pins.
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        bpf_dir: PathBuf,
+        /// XDP attach mode.
+        #[arg(long, default_value = "auto", value_parser = clap::value_parser!(XdpModeSetting))]
+        xdp_mode: XdpModeSetting,
     },
 }
 
@@ -90,26 +126,127 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Stats { bpf_dir, json } => {
-            let snapshot = lb::dataplane::read_counters(&bpf_dir).with_context(|| {
-                format!(
-                    "reading counters pinned under {} (is `lb run` running with this bpf_dir?)",
-                    bpf_dir.display()
-                )
-            })?;
-            if json {
-                let fields: Vec<String> = snapshot
-                    .values
-                    .iter()
-                    .map(|(c, v)| format!("\"{}\":{v}", c.name()))
-                    .collect();
-                println!("{{{}}}", fields.join(","));
-            } else {
-                for (counter, value) in &snapshot.values {
-                    println!("{:<16} {value}", counter.name());
+        Command::Stats {
+            bpf_dir,
+            config,
+            json,
+        } => stats(bpf_dir, config, json),
+        Command::Simulate {
+            config,
+            client,
+            vip,
+            protocol,
+        } => {
+            let loaded = config::load_file(&config)?;
+            let protocol = match protocol.as_str() {
+                "tcp" => config::L4Protocol::Tcp,
+                "udp" => config::L4Protocol::Udp,
+                other => anyhow::bail!("--protocol: expected tcp or udp, found `{other}`"),
+            };
+            let model = lb::dataplane::model::L4Model::from_config(&loaded);
+            match model.simulate(client, vip, protocol) {
+                Some((service, real)) => {
+                    println!(
+                        "{client} -> {vip} ({protocol:?}): service `{}`, real {} port {} (id {})",
+                        service.name, real.addr, real.port, real.id
+                    );
+                    Ok(())
                 }
+                None => anyhow::bail!(
+                    "no service for {vip} ({protocol:?}) with a real to choose in {}",
+                    config.display()
+                ),
             }
-            Ok(())
+        }
+        Command::Decap {
+            iface,
+            vips,
+            bpf_dir,
+            xdp_mode,
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                lb::dataplane::decap::run(&bpf_dir, &iface, &vips, xdp_mode, shutdown).await?;
+                anyhow::Ok(())
+            })
         }
     }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    })
+}
+
+/// `lb stats`.
+fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let loaded = config.as_deref().map(config::load_file).transpose()?;
+    let bpf_dir = bpf_dir
+        .or_else(|| loaded.as_ref().map(|c| c.global.bpf_dir.clone()))
+        .unwrap_or_else(|| PathBuf::from(lb_common::maps::DEFAULT_PIN_DIR));
+    let snapshot = lb::dataplane::read_counters(&bpf_dir).with_context(|| {
+        format!(
+            "reading counters pinned under {} (is `lb run` running with this bpf_dir?)",
+            bpf_dir.display()
+        )
+    })?;
+    if json {
+        let fields: Vec<String> = snapshot
+            .values
+            .iter()
+            .map(|(c, v)| format!("\"{}\":{v}", c.name()))
+            .collect();
+        println!("{{{}}}", fields.join(","));
+        return Ok(());
+    }
+    for (counter, value) in &snapshot.values {
+        println!("{:<16} {value}", counter.name());
+    }
+    let Some(loaded) = loaded else {
+        return Ok(());
+    };
+    let model = lb::dataplane::model::L4Model::from_config(&loaded);
+    let services = lb::dataplane::read_traffic(
+        &bpf_dir,
+        lb_common::maps::SERVICE_STATS_MAP,
+        model.services.len() as u32,
+    )?;
+    let reals = lb::dataplane::read_traffic(
+        &bpf_dir,
+        lb_common::maps::REAL_STATS_MAP,
+        model.reals.len() as u32,
+    )?;
+    println!();
+    println!(
+        "{:<20} {:<28} {:>12} {:>14} {:>10}",
+        "service", "vip", "packets", "bytes", "new_flows"
+    );
+    for (service, t) in model.services.iter().zip(&services) {
+        let vip = format!("{} {:?}", service.vip, service.protocol).to_lowercase();
+        println!(
+            "{:<20} {:<28} {:>12} {:>14} {:>10}",
+            service.name, vip, t.packets, t.bytes, t.new_flows
+        );
+    }
+    println!();
+    println!(
+        "{:<28} {:>12} {:>14} {:>10}",
+        "real", "packets", "bytes", "new_flows"
+    );
+    for (real, t) in model.reals.iter().zip(&reals) {
+        let name = std::net::SocketAddr::new(real.addr, real.port).to_string();
+        println!(
+            "{:<28} {:>12} {:>14} {:>10}",
+            name, t.packets, t.bytes, t.new_flows
+        );
+    }
+    Ok(())
 }

@@ -301,3 +301,132 @@ pub fn with_ipv6_ext_headers(frame: &[u8], types: &[u8]) -> Vec<u8> {
 pub fn truncated(frame: &[u8], len: usize) -> Vec<u8> {
     frame[..len].to_vec()
 }
+
+/// TCP segment (ACK set, payload `payload`) between two sockets of one family.
+pub fn tcp_segment(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(smac, dmac);
+    match (src.ip(), dst.ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => finish(
+            eth.ipv4(s.octets(), d.octets(), 64)
+                .tcp(src.port(), dst.port(), 1000, 64240)
+                .ack(1),
+            payload,
+        ),
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => finish(
+            eth.ipv6(s.octets(), d.octets(), 64)
+                .tcp(src.port(), dst.port(), 1000, 64240)
+                .ack(1),
+            payload,
+        ),
+        _ => panic!("{src} and {dst} are of different families"),
+    }
+}
+
+/// UDP datagram between two sockets of one family.
+pub fn udp_datagram(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(smac, dmac);
+    match (src.ip(), dst.ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => finish(
+            eth.ipv4(s.octets(), d.octets(), 64)
+                .udp(src.port(), dst.port()),
+            payload,
+        ),
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => finish(
+            eth.ipv6(s.octets(), d.octets(), 64)
+                .udp(src.port(), dst.port()),
+            payload,
+        ),
+        _ => panic!("{src} and {dst} are of different families"),
+    }
+}
+
+/// `frame` with new destination and source MAC addresses.
+pub fn with_macs(frame: &[u8], dmac: [u8; 6], smac: [u8; 6]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out[..6].copy_from_slice(&dmac);
+    out[6..12].copy_from_slice(&smac);
+    out
+}
+
+/// An ICMP "fragmentation needed" from `router` to `to`, quoting `quoted` (an IP packet: its
+/// header and first 8 payload bytes are kept, as RFC 792 asks).
+pub fn icmpv4_frag_needed(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    router: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
+    quoted: &[u8],
+    mtu: u16,
+) -> Vec<u8> {
+    let header_len = usize::from(quoted[0] & 0x0f) * 4;
+    let kept = &quoted[..(header_len + 8).min(quoted.len())];
+    finish(
+        PacketBuilder::ethernet2(smac, dmac)
+            .ipv4(router.octets(), to.octets(), 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: mtu,
+                },
+            )),
+        kept,
+    )
+}
+
+/// An IPIP frame: Ethernet, an outer IPv4 header as `lb_ingress` writes it (DF, TTL 64, id 0,
+/// the inner TOS), then the inner IP packet.
+pub fn ipip(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    inner: &[u8],
+) -> Vec<u8> {
+    let total = (inner.len() + 20) as u16;
+    let mut header = vec![0x45, inner[1]];
+    header.extend_from_slice(&total.to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0x40, 0, 64, 4, 0, 0]);
+    header.extend_from_slice(&src.octets());
+    header.extend_from_slice(&dst.octets());
+    let check = ipv4_header_checksum(&header);
+    header[10..12].copy_from_slice(&check.to_be_bytes());
+    let mut frame = dmac.to_vec();
+    frame.extend_from_slice(&smac);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(inner);
+    frame
+}
+
+/// An IP6IP6 frame: Ethernet, an outer IPv6 header (hop limit 64, next header 41, the given
+/// flow label), then the inner IPv6 packet.
+pub fn ip6ip6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    flow_label: u32,
+    inner: &[u8],
+) -> Vec<u8> {
+    let mut frame = dmac.to_vec();
+    frame.extend_from_slice(&smac);
+    frame.extend_from_slice(&[0x86, 0xdd]);
+    frame.extend_from_slice(&(0x6000_0000u32 | (flow_label & 0xf_ffff)).to_be_bytes());
+    frame.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[41, 64]);
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(inner);
+    frame
+}

@@ -1,19 +1,25 @@
-//! Runs the real `lb_ingress` object through BPF_PROG_TEST_RUN and reads its counters.
+//! Runs the real XDP object through BPF_PROG_TEST_RUN, with maps filled by the agent's own
+//! sync code from a configuration, and reads its counters and tables.
 
 use std::{
-    path::PathBuf,
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use anyhow::{Context as _, bail};
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
+use lb::dataplane::{Dataplane, model::L4Model, neigh::Nexthop};
 use lb_common::{
     counters::Counter,
-    maps::{COUNTERS_MAP, INGRESS_PROGRAM},
+    maps::{
+        CONNS_MAP, COUNTERS_MAP, Flow, FlowKey, INGRESS_PROGRAM, REAL_STATS_MAP, SERVICE_STATS_MAP,
+        TrafficStats,
+    },
 };
 
 /// The XDP verdicts, as the kernel numbers them.
@@ -53,36 +59,70 @@ pub struct RunResult {
     pub output: Vec<u8>,
 }
 
-/// The loaded XDP object, its maps pinned in a private bpffs directory removed on drop.
-pub struct XdpHarness {
-    ebpf: Ebpf,
-    pin_dir: PathBuf,
-}
+/// The interface BPF_PROG_TEST_RUN reports as ingress (loopback): a real whose next hop is on
+/// it is sent with XDP_TX, any other with XDP_REDIRECT.
+pub const TEST_RUN_IFINDEX: u32 = 1;
 
 /// Length of an Ethernet header: the shortest frame BPF_PROG_TEST_RUN accepts.
 const ETH_HEADER_LEN: usize = 14;
 
+/// The loaded XDP object, its maps pinned in a private bpffs directory removed on drop.
+pub struct XdpHarness {
+    dataplane: Option<Dataplane>,
+    pin_dir: PathBuf,
+}
+
+fn unique_pin_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    PathBuf::from(format!(
+        "/sys/fs/bpf/lb-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Parses and validates a configuration given as text.
+pub fn config(text: &str) -> anyhow::Result<lb::config::Config> {
+    Ok(lb::config::load_str(Path::new("fixture.toml"), text)?)
+}
+
 impl XdpHarness {
-    /// Loads `lb_ingress` from the object the agent embeds.
+    /// Loads `lb_ingress` from the object the agent embeds, with empty maps.
     pub fn load() -> anyhow::Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let pin_dir = PathBuf::from(format!(
-            "/sys/fs/bpf/lb-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        lb::dataplane::ensure_bpffs(&pin_dir)
-            .with_context(|| format!("preparing {}", pin_dir.display()))?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pin_dir)
-            .load(lb::LB_EBPF_OBJECT)
-            .context("loading the XDP object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(INGRESS_PROGRAM)
-            .context("the object has no lb_ingress")?
-            .try_into()?;
-        program.load().context("the verifier refused lb_ingress")?;
-        Ok(XdpHarness { ebpf, pin_dir })
+        Self::with_config("", &HashMap::new())
+    }
+
+    /// Loads `lb_ingress` and fills its maps from `config_text` through the agent's sync code,
+    /// with the given next hops for reals (reals without one get no traffic).
+    pub fn with_config(
+        config_text: &str,
+        nexthops: &HashMap<IpAddr, Nexthop>,
+    ) -> anyhow::Result<Self> {
+        let config = config(config_text)?;
+        let model = L4Model::from_config(&config);
+        let pin_dir = unique_pin_dir();
+        let mut dataplane =
+            Dataplane::load(lb::LB_EBPF_OBJECT, &pin_dir, lb::agent::map_sizes(&model))
+                .context("loading the XDP object")?;
+        dataplane.apply(&model, nexthops, &|_| true)?;
+        Ok(XdpHarness {
+            dataplane: Some(dataplane),
+            pin_dir,
+        })
+    }
+
+    /// The data plane, to change maps between runs.
+    pub fn dataplane(&mut self) -> &mut Dataplane {
+        self.dataplane
+            .as_mut()
+            .expect("dataplane present until drop")
+    }
+
+    fn ebpf(&self) -> &aya::Ebpf {
+        self.dataplane
+            .as_ref()
+            .expect("dataplane present until drop")
+            .ebpf()
     }
 
     /// Runs the program once on `frame`.
@@ -93,11 +133,11 @@ impl XdpHarness {
     /// refuse to carry them, so such frames never reach an XDP program here.
     pub fn run(&self, frame: &[u8]) -> anyhow::Result<Option<RunResult>> {
         let program: &Xdp = self
-            .ebpf
+            .ebpf()
             .program(INGRESS_PROGRAM)
             .context("the object has no lb_ingress")?
             .try_into()?;
-        // Room for programs that grow the frame (encapsulation) in later issues.
+        // Room for the encapsulation headers TUN mode adds.
         let mut output = vec![0u8; frame.len() + 256];
         let result = program.test_run(TestRunOptions {
             data_in: Some(frame),
@@ -123,18 +163,46 @@ impl XdpHarness {
 
     /// The counters summed over CPUs, in [`Counter::ALL`] order.
     pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
-        let map = self.ebpf.map(COUNTERS_MAP).context("no counters map")?;
+        let map = self.ebpf().map(COUNTERS_MAP).context("no counters map")?;
         let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         Counter::ALL
             .iter()
             .map(|&c| Ok(array.get(&(c as u32), 0)?.iter().sum()))
             .collect()
     }
+
+    /// The connection-table entry of `flow`, if any.
+    pub fn conn(&self, flow: &FlowKey) -> anyhow::Result<Option<Flow>> {
+        let map = self.ebpf().map(CONNS_MAP).context("no connection table")?;
+        let table: BpfHashMap<&MapData, FlowKey, Flow> = BpfHashMap::try_from(map)?;
+        Ok(table.get(flow, 0).ok())
+    }
+
+    /// Traffic of service `id` (or real `id` when `real`), summed over CPUs.
+    pub fn traffic(&self, id: u32, real: bool) -> anyhow::Result<TrafficStats> {
+        let name = if real {
+            REAL_STATS_MAP
+        } else {
+            SERVICE_STATS_MAP
+        };
+        let map = self.ebpf().map(name).context("no stats map")?;
+        let array: PerCpuArray<&MapData, TrafficStats> = PerCpuArray::try_from(map)?;
+        Ok(array
+            .get(&id, 0)?
+            .iter()
+            .fold(TrafficStats::default(), |a, s| TrafficStats {
+                packets: a.packets + s.packets,
+                bytes: a.bytes + s.bytes,
+                new_flows: a.new_flows + s.new_flows,
+            }))
+    }
 }
 
 impl Drop for XdpHarness {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.pin_dir.join(COUNTERS_MAP));
+        if let Some(dataplane) = self.dataplane.take() {
+            dataplane.shutdown();
+        }
         let _ = std::fs::remove_dir(&self.pin_dir);
     }
 }

@@ -1,37 +1,17 @@
-//! Packet fixtures for `lb_ingress`: each row is a frame, the verdict and output expected,
-//! and the counters it must move (every other counter must stay still).
+//! Parser fixtures for `lb_ingress` with no service configured: each row is a frame, the
+//! verdict and output expected, and the counters it must move (every other must stay still).
 //!
 //! Runs the real object through BPF_PROG_TEST_RUN: needs root.
 
 use lb_common::counters::Counter::{self, *};
 use lb_tests::{
+    fixture::{self, Fixture},
     packets, require_root,
-    xdp::{XdpAction, XdpHarness},
+    xdp::XdpHarness,
 };
 
-/// What the program must leave in the frame.
-enum Output {
-    /// The frame, byte for byte as it came.
-    Unchanged,
-}
-
-struct Fixture {
-    description: &'static str,
-    input: Vec<u8>,
-    /// The verdict, or `None` when the kernel must refuse to run the program on the frame.
-    action: Option<XdpAction>,
-    output: Output,
-    counters: &'static [Counter],
-}
-
-fn row(description: &'static str, input: Vec<u8>, counters: &'static [Counter]) -> Fixture {
-    Fixture {
-        description,
-        input,
-        action: Some(XdpAction::Pass),
-        output: Output::Unchanged,
-        counters,
-    }
+fn row(description: &'static str, input: Vec<u8>, counters: &[Counter]) -> Fixture {
+    Fixture::pass(description, input, counters)
 }
 
 /// A frame shorter than an Ethernet header: this kernel does not hand it to XDP at all
@@ -39,13 +19,7 @@ fn row(description: &'static str, input: Vec<u8>, counters: &'static [Counter]) 
 /// checks that refusal and that no counter moved. The program's own bounds check for it is
 /// the first `ptr_at` in `parse_frame`, which the verifier makes mandatory.
 fn refused(description: &'static str, input: Vec<u8>) -> Fixture {
-    Fixture {
-        description,
-        input,
-        action: None,
-        output: Output::Unchanged,
-        counters: &[],
-    }
+    Fixture::refused(description, input)
 }
 
 fn fixtures() -> Vec<Fixture> {
@@ -230,53 +204,8 @@ fn fixtures() -> Vec<Fixture> {
 #[test]
 fn lb_ingress_fixtures() {
     require_root();
-    let harness = XdpHarness::load().expect("load lb_ingress");
+    let mut harness = XdpHarness::load().expect("load lb_ingress");
     let rows = fixtures();
     assert!(rows.len() >= 15);
-    let mut failures = Vec::new();
-    for fixture in &rows {
-        let before = harness.counters().expect("read counters");
-        let result = harness
-            .run(&fixture.input)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", fixture.description));
-        let after = harness.counters().expect("read counters");
-        let mut problems = Vec::new();
-        let action = result.as_ref().map(|r| r.action);
-        if action != fixture.action {
-            problems.push(format!("action {action:?}, expected {:?}", fixture.action));
-        }
-        match (&fixture.output, &result) {
-            (_, None) => {}
-            (Output::Unchanged, Some(result)) => {
-                if result.output != fixture.input {
-                    problems.push(format!(
-                        "output changed: {} bytes in, {} bytes out",
-                        fixture.input.len(),
-                        result.output.len()
-                    ));
-                }
-            }
-        }
-        for (i, counter) in Counter::ALL.iter().enumerate() {
-            let expected = u64::from(fixture.counters.contains(counter));
-            let moved = after[i] - before[i];
-            if moved != expected {
-                problems.push(format!(
-                    "counter {} moved by {moved}, expected {expected}",
-                    counter.name()
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            failures.push(format!("{}: {}", fixture.description, problems.join("; ")));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} fixtures failed:\n{}",
-        failures.len(),
-        rows.len(),
-        failures.join("\n")
-    );
-    println!("{} fixtures passed", rows.len());
+    fixture::run_all(&mut harness, &rows);
 }

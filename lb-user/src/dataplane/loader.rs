@@ -36,7 +36,7 @@ pub enum DataplaneError {
     #[error("the XDP object has no {0}")]
     Missing(String),
     /// Loading or pinning the program failed.
-    #[error("program `{INGRESS_PROGRAM}`: {0}")]
+    #[error("XDP program: {0}")]
     Program(#[from] ProgramError),
     /// A map operation failed.
     #[error("map: {0}")]
@@ -92,6 +92,7 @@ pub struct MapSizes {
 /// The loaded XDP object with its pins and attachments.
 pub struct Dataplane {
     ebpf: Ebpf,
+    program: &'static str,
     bpf_dir: PathBuf,
     attached: Vec<(String, AttachedMode)>,
     links: Vec<(String, FdLink)>,
@@ -136,6 +137,16 @@ impl Dataplane {
     /// `bpf_dir` (created, and bpffs mounted, if needed). Maps already pinned there with the
     /// right size are adopted with their contents (connection table included).
     pub fn load(object: &[u8], bpf_dir: &Path, sizes: MapSizes) -> Result<Self, DataplaneError> {
+        Self::load_program(object, INGRESS_PROGRAM, bpf_dir, sizes)
+    }
+
+    /// Like [`Dataplane::load`] for another program of the object (`lb_decap`).
+    pub fn load_program(
+        object: &[u8],
+        program_name: &'static str,
+        bpf_dir: &Path,
+        sizes: MapSizes,
+    ) -> Result<Self, DataplaneError> {
         super::ensure_bpffs(bpf_dir).map_err(|source| DataplaneError::PinDir {
             dir: bpf_dir.to_path_buf(),
             source,
@@ -147,9 +158,9 @@ impl Dataplane {
             .map_max_entries(CONNS_MAP, sizes.conns)
             .map_max_entries(NAT_MAP, sizes.conns)
             .load(object)?;
-        let program = ingress(&mut ebpf)?;
+        let program = xdp_program(&mut ebpf, program_name)?;
         program.load()?;
-        let pin = bpf_dir.join(INGRESS_PROGRAM);
+        let pin = bpf_dir.join(program_name);
         // The program pin names the program currently in the links; replace it.
         let _ = std::fs::remove_file(&pin);
         program.pin(&pin).map_err(|e| DataplaneError::Pin {
@@ -158,6 +169,7 @@ impl Dataplane {
         })?;
         Ok(Dataplane {
             ebpf,
+            program: program_name,
             bpf_dir: bpf_dir.to_path_buf(),
             attached: Vec::new(),
             links: Vec::new(),
@@ -181,7 +193,8 @@ impl Dataplane {
             return Err(DataplaneError::NoSuchInterface(interface.to_string()));
         }
         let pin = link_pin(&self.bpf_dir, interface);
-        let program = ingress(&mut self.ebpf)?;
+        let program_name = self.program;
+        let program = xdp_program(&mut self.ebpf, program_name)?;
         if pin.exists() {
             match PinnedLink::from_pin(&pin) {
                 Ok(pinned) => {
@@ -247,7 +260,7 @@ impl Dataplane {
                 tracing::warn!(%error, interface, "XDP link cannot be pinned; restarts will interrupt forwarding")
             }
         }
-        tracing::info!(interface, %mode, "attached {INGRESS_PROGRAM}");
+        tracing::info!(interface, %mode, "attached {program_name}");
         self.attached.push((interface.to_string(), mode));
         Ok(mode)
     }
@@ -278,16 +291,17 @@ impl Dataplane {
             ebpf,
             bpf_dir,
             links,
+            program,
             ..
         } = self;
         for (interface, link) in links {
             let _ = std::fs::remove_file(link_pin(&bpf_dir, &interface));
             // Dropping the last reference to the link detaches the program.
             drop(link);
-            tracing::info!(interface, "detached {INGRESS_PROGRAM}");
+            tracing::info!(interface, "detached {program}");
         }
         drop(ebpf);
-        for name in std::iter::once(INGRESS_PROGRAM).chain(ALL_MAPS) {
+        for name in std::iter::once(program).chain(ALL_MAPS) {
             let pin = bpf_dir.join(name);
             if let Err(error) = std::fs::remove_file(&pin)
                 && error.kind() != io::ErrorKind::NotFound
@@ -300,9 +314,9 @@ impl Dataplane {
     }
 }
 
-fn ingress(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, DataplaneError> {
     Ok(ebpf
-        .program_mut(INGRESS_PROGRAM)
-        .ok_or_else(|| DataplaneError::Missing(format!("program `{INGRESS_PROGRAM}`")))?
+        .program_mut(name)
+        .ok_or_else(|| DataplaneError::Missing(format!("program `{name}`")))?
         .try_into()?)
 }

@@ -5,6 +5,7 @@
 //! `lb stats` works from another process). Nothing outside this module touches BPF maps.
 
 mod bpffs;
+pub mod decap;
 mod loader;
 pub mod maglev;
 pub mod model;
@@ -14,5 +15,5 @@ mod sync;
 
 pub use bpffs::ensure_bpffs;
 pub use loader::{AttachedMode, Dataplane, DataplaneError, MapSizes};
-pub use stats::{CounterSnapshot, read_counters};
+pub use stats::{CounterSnapshot, read_counters, read_traffic};
 pub use sync::SyncReport;

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use aya::maps::{Map, MapData, PerCpuArray};
-use lb_common::{counters::Counter, maps::COUNTERS_MAP};
+use lb_common::{
+    counters::Counter,
+    maps::{COUNTERS_MAP, TrafficStats},
+};
 
 /// Counter values summed over CPUs, in [`Counter::ALL`] order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,4 +35,28 @@ pub fn read_counters(bpf_dir: &Path) -> Result<CounterSnapshot, aya::maps::MapEr
         values.push((counter, per_cpu.iter().sum()));
     }
     Ok(CounterSnapshot { values })
+}
+
+/// Per-service or per-real traffic summed over CPUs, for the first `count` slots of the
+/// pinned map `map` under `bpf_dir`.
+pub fn read_traffic(
+    bpf_dir: &Path,
+    map: &str,
+    count: u32,
+) -> Result<Vec<TrafficStats>, aya::maps::MapError> {
+    let data = MapData::from_pin(bpf_dir.join(map))?;
+    let array: PerCpuArray<MapData, TrafficStats> =
+        PerCpuArray::try_from(Map::from_map_data(data)?)?;
+    (0..count)
+        .map(|i| {
+            let per_cpu = array.get(&i, 0)?;
+            Ok(per_cpu
+                .iter()
+                .fold(TrafficStats::default(), |sum, s| TrafficStats {
+                    packets: sum.packets + s.packets,
+                    bytes: sum.bytes + s.bytes,
+                    new_flows: sum.new_flows + s.new_flows,
+                }))
+        })
+        .collect()
 }

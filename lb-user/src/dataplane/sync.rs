@@ -153,3 +153,30 @@ fn read_ring(ebpf: &mut aya::Ebpf, id: u32, ring_size: u32) -> Result<Vec<u32>, 
         .map(|slot| Ok(rings.get(&(id * ring_size + slot), 0)?))
         .collect()
 }
+
+impl Dataplane {
+    /// Marks the service `key` active (its VIP is owned here: forward) or inactive (pass its
+    /// packets to the stack untouched). VRRP drives this. Returns false if there is no such
+    /// service.
+    pub fn set_service_active(
+        &mut self,
+        key: &ServiceKey,
+        active: bool,
+    ) -> Result<bool, DataplaneError> {
+        let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> = BpfHashMap::try_from(
+            self.ebpf_mut()
+                .map_mut(SERVICES_MAP)
+                .ok_or_else(|| missing(SERVICES_MAP))?,
+        )?;
+        let Ok(mut service) = services.get(key, 0) else {
+            return Ok(false);
+        };
+        if active {
+            service.flags |= lb_common::maps::SERVICE_ACTIVE;
+        } else {
+            service.flags &= !lb_common::maps::SERVICE_ACTIVE;
+        }
+        services.insert(*key, service, 0)?;
+        Ok(true)
+    }
+}
