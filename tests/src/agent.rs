@@ -71,41 +71,14 @@ impl RunningAgent {
             .suffix(".toml")
             .tempfile()?;
         std::io::Write::write_all(&mut file, config.as_bytes())?;
-        let mut command = host.command(lb_binary()?)?;
-        command
-            .arg("run")
-            .arg("-c")
-            .arg(file.path())
-            .args(extra_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().context("starting lb run")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let pid = child.id();
-        // The lab owns the process from here, so it is killed even if we bail out below.
-        lab.adopt(child)?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[lb {pid}] {line}");
-                if line.contains("lb running") {
-                    let _ = ready_tx.send(Ok(()));
-                } else if line.contains("error") {
-                    let _ = ready_tx.send(Err(line));
-                }
-            }
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(())) => Ok(RunningAgent {
-                pid,
-                bpf_dir: bpf_dir.to_path_buf(),
-                _config: file,
-            }),
-            Ok(Err(line)) => bail!("lb run failed: {line}"),
-            Err(_) => bail!("lb run did not report `lb running` within 20 s"),
-        }
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "-c".into(), file.path().into()];
+        args.extend(extra_args.iter().map(Into::into));
+        let pid = spawn_lb(lab, host, &args, "lb running")?;
+        Ok(RunningAgent {
+            pid,
+            bpf_dir: bpf_dir.to_path_buf(),
+            _config: file,
+        })
     }
 
     /// The agent's process id.
@@ -133,6 +106,67 @@ impl RunningAgent {
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Runs `lb decap --iface IFACE --vip VIP...` in `host` until the lab drops; waits until it
+/// runs. Returns its process id.
+pub fn start_decap(
+    lab: &Lab,
+    host: &Host,
+    iface: &str,
+    vips: &[&str],
+    bpf_dir: &Path,
+) -> anyhow::Result<u32> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "decap".into(),
+        "--iface".into(),
+        iface.into(),
+        "--bpf-dir".into(),
+        bpf_dir.into(),
+    ];
+    for vip in vips {
+        args.push("--vip".into());
+        args.push(vip.into());
+    }
+    spawn_lb(lab, host, &args, "lb decap running")
+}
+
+/// Starts the `lb` binary with `args` in `host`, forwards its log to the test's stderr, and
+/// waits up to 20 s for a log line containing `ready`. The lab owns (and kills) the process.
+fn spawn_lb(
+    lab: &Lab,
+    host: &Host,
+    args: &[std::ffi::OsString],
+    ready: &'static str,
+) -> anyhow::Result<u32> {
+    let mut command = host.command(lb_binary()?)?;
+    command
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("starting lb")?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let pid = child.id();
+    // The lab owns the process from here, so it is killed even if we bail out below.
+    lab.adopt(child)?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[lb {pid}] {line}");
+            if line.contains(ready) {
+                let _ = ready_tx.send(Ok(()));
+            } else if line.contains("error") {
+                let _ = ready_tx.send(Err(line));
+            }
+        }
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(())) => Ok(pid),
+        Ok(Err(line)) => bail!("lb failed: {line}"),
+        Err(_) => bail!("lb did not log `{ready}` within 20 s"),
     }
 }
 

@@ -25,3 +25,51 @@ pub fn client_lb_server(test: &str) -> LabSpec {
         .route("server", "10.0.1.0/24", "10.0.2.1")
         .sysctl("lb", "net/ipv4/ip_forward", "1")
 }
+
+/// VIP of [`balancer_with_reals`].
+pub const VIP: &str = "10.0.0.100";
+
+/// Address of real `i` (1-based) in [`balancer_with_reals`].
+pub fn real_addr(i: usize) -> String {
+    format!("10.0.2.{}", 10 + i)
+}
+
+/// A client, a balancer and `reals` real servers on a switch:
+///
+/// ```text
+/// client 10.0.1.2 -- eth0 [lb] eth1 -- switch (bridge) -- real1 10.0.2.11, real2 ...
+/// ```
+///
+/// The client routes the VIP subnet 10.0.0.0/24 through the balancer; the reals route
+/// everything through it (so NAT replies come back through it) and hold the VIP on `lo`
+/// without answering ARP for it (`arp_ignore=1`, `arp_announce=2`), as LVS DR reals do.
+pub fn balancer_with_reals(test: &str, reals: usize) -> LabSpec {
+    let mut spec = LabSpec::new(test)
+        .host("client")
+        .host("lb")
+        .host("switch")
+        .bridge("switch", "br0")
+        .veth(("client", "eth0"), ("lb", "eth0"))
+        .veth(("lb", "eth1"), ("switch", "plb"))
+        .bridge_port("switch", "br0", "plb")
+        .addr(("client", "eth0"), "10.0.1.2/24")
+        .addr(("lb", "eth0"), "10.0.1.1/24")
+        .addr(("lb", "eth1"), "10.0.2.1/24")
+        .route("client", "10.0.0.0/24", "10.0.1.1")
+        .route("client", "10.0.2.0/24", "10.0.1.1")
+        .sysctl("lb", "net/ipv4/ip_forward", "1");
+    for i in 1..=reals {
+        let host = format!("real{i}");
+        let port = format!("p{i}");
+        spec = spec
+            .host(&host)
+            .veth((&host, "eth0"), ("switch", &port))
+            .bridge_port("switch", "br0", &port)
+            .addr((&host, "eth0"), &format!("{}/24", real_addr(i)))
+            .addr((&host, "lo"), &format!("{VIP}/32"))
+            .route(&host, "0.0.0.0/0", "10.0.2.1")
+            .sysctl(&host, "net/ipv4/conf/all/arp_ignore", "1")
+            .sysctl(&host, "net/ipv4/conf/all/arp_announce", "2");
+    }
+    spec
+}

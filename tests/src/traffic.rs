@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
 };
 
@@ -96,4 +96,92 @@ pub async fn udp_echo_client(server: SocketAddr, datagrams: usize) -> anyhow::Re
         echoed += 1;
     }
     Ok(echoed)
+}
+
+/// A small HTTP/1.1 server for lab reals: answers every request with `name` as the body and
+/// closes the connection. Serves until `lifetime` runs out.
+pub async fn http_name_server(listener: TcpListener, name: String, lifetime: Duration) {
+    let serve = async {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, serve).await;
+}
+
+/// GET / from `server`, from the local address `bind` (a fixed source port makes the flow
+/// predictable). Returns the response body.
+pub async fn http_get_from(bind: SocketAddr, server: SocketAddr) -> anyhow::Result<String> {
+    let socket = if bind.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(bind)?;
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), socket.connect(server))
+        .await
+        .with_context(|| format!("connecting from {bind} to {server} timed out"))??;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .with_context(|| format!("response from {server} timed out"))??;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("no end of headers in the response")?;
+    ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "unexpected response: {head}"
+    );
+    Ok(body.to_string())
+}
+
+/// A line server for long-lived connections: answers each line with `name:line`. Serves
+/// until `lifetime` runs out.
+pub async fn line_echo_server(listener: TcpListener, name: String, lifetime: Duration) {
+    let serve = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let (reader, mut writer) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(reader).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if writer
+                        .write_all(format!("{name}:{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, serve).await;
 }
