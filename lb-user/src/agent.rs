@@ -82,12 +82,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     check_host(&config)?;
-    let model = L4Model::from_config(&config);
-    let mut dataplane = Dataplane::load(
-        crate::LB_EBPF_OBJECT,
-        &config.global.bpf_dir,
-        map_sizes(&model),
-    )?;
+    let sizes = map_sizes(&L4Model::from_config(&config));
+    let mut dataplane = Dataplane::load(crate::LB_EBPF_OBJECT, &config.global.bpf_dir, sizes)?;
+    // Maps adopted from a previous agent keep their ids, so unchanged services and reals
+    // are not rewritten and their connection-table entries stay valid.
+    let model = match dataplane.previous_ids() {
+        Ok(previous) => {
+            tracing::debug!(?previous, "ids found in the maps");
+            L4Model::from_config_keeping(&config, &previous)
+        }
+        Err(error) => {
+            dataplane.shutdown();
+            return Err(error.into());
+        }
+    };
     let result = serve(&config, &model, force_mode, &mut dataplane, shutdown).await;
     dataplane.shutdown();
     result

@@ -213,7 +213,9 @@ fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyho
     let Some(loaded) = loaded else {
         return Ok(());
     };
-    let model = lb::dataplane::model::L4Model::from_config(&loaded);
+    // The running agent may have kept ids from before a restart: name them as it did.
+    let previous = lb::dataplane::pinned_ids(&bpf_dir)?;
+    let model = lb::dataplane::model::L4Model::from_config_keeping(&loaded, &previous);
     let services = lb::dataplane::read_traffic(
         &bpf_dir,
         lb_common::maps::SERVICE_STATS_MAP,
@@ -229,7 +231,8 @@ fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyho
         "{:<20} {:<28} {:>12} {:>14} {:>10}",
         "service", "vip", "packets", "bytes", "new_flows"
     );
-    for (service, t) in model.services.iter().zip(&services) {
+    for service in &model.services {
+        let t = &services[service.value.id as usize];
         let vip = format!("{} {:?}", service.vip, service.protocol).to_lowercase();
         println!(
             "{:<20} {:<28} {:>12} {:>14} {:>10}",
@@ -241,7 +244,8 @@ fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyho
         "{:<28} {:>12} {:>14} {:>10}",
         "real", "packets", "bytes", "new_flows"
     );
-    for (real, t) in model.reals.iter().zip(&reals) {
+    for real in &model.reals {
+        let t = &reals[real.id as usize];
         let name = std::net::SocketAddr::new(real.addr, real.port).to_string();
         println!(
             "{:<28} {:>12} {:>14} {:>10}",

@@ -502,3 +502,62 @@ fn weight_zero_drains_without_breaking_established_flows() {
     let moved = |c: Counter| after[c as usize] - before[c as usize];
     assert_eq!((moved(LruHit), moved(LruMiss)), (1, 1));
 }
+
+/// Re-applying a configuration writes nothing; removing one of three reals keeps the others'
+/// ids and rewrites only Maglev's share of the table (what a restarted agent does with the
+/// maps it adopts).
+#[test]
+fn sync_writes_only_the_diff_and_keeps_ids() {
+    require_root();
+    let three = "[global]\nring_size = 65537\n\n[[l4]]\nname = \"web\"\nvip = \"10.0.0.103:80\"\n\
+                 reals = [{ addr = \"10.0.2.21\" }, { addr = \"10.0.2.22\" }, { addr = \"10.0.2.23\" }]\n";
+    let hops: HashMap<IpAddr, Nexthop> = ["10.0.2.21", "10.0.2.22", "10.0.2.23"]
+        .into_iter()
+        .map(|a| {
+            let hop = Nexthop {
+                ifindex: OTHER_IFINDEX,
+                smac: OUT_MAC,
+                dmac: DR_MAC,
+            };
+            (a.parse().expect("address"), hop)
+        })
+        .collect();
+    let mut harness = XdpHarness::with_config(three, &hops).expect("load");
+    let again = L4Model::from_config_keeping(
+        &config(three).expect("config"),
+        &harness.dataplane().previous_ids().expect("ids"),
+    );
+    let report = harness
+        .dataplane()
+        .apply(&again, &hops, &|_| true)
+        .expect("apply");
+    assert_eq!(
+        report,
+        lb::dataplane::SyncReport::default(),
+        "the same config wrote something"
+    );
+
+    let two = three.replace(", { addr = \"10.0.2.22\" }", "");
+    let previous = harness.dataplane().previous_ids().expect("ids");
+    let model = L4Model::from_config_keeping(&config(&two).expect("config"), &previous);
+    let id_of = |m: &L4Model, a: &str| {
+        m.reals
+            .iter()
+            .find(|r| r.addr.to_string() == a)
+            .map(|r| r.id)
+    };
+    assert_eq!(
+        id_of(&model, "10.0.2.23"),
+        Some(2),
+        "a remaining real changed id"
+    );
+    let report = harness
+        .dataplane()
+        .apply(&model, &hops, &|_| true)
+        .expect("apply");
+    let share = report.ring_slots as f64 / 65537.0;
+    assert!(
+        share > 0.3 && share <= 1.0 / 3.0 + 0.01,
+        "{share:.4} of the table rewritten"
+    );
+}

@@ -16,4 +16,4 @@ mod sync;
 pub use bpffs::ensure_bpffs;
 pub use loader::{AttachedMode, Dataplane, DataplaneError, MapSizes};
 pub use stats::{CounterSnapshot, read_counters, read_traffic};
-pub use sync::SyncReport;
+pub use sync::{SyncReport, pinned_ids};

@@ -65,6 +65,47 @@ pub struct L4Model {
     pub conn_table_size: u32,
 }
 
+/// Ids already in the maps: `(address, port, id)` of reals and `(key, id)` of services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Previous {
+    /// Reals found in the reals map.
+    pub reals: Vec<(IpAddr, u16, u32)>,
+    /// Services found in the services map.
+    pub services: Vec<(ServiceKey, u32)>,
+}
+
+/// Hands out the lowest ids not reserved.
+struct IdAllocator {
+    taken: std::collections::BTreeSet<u32>,
+    next: u32,
+}
+
+impl IdAllocator {
+    fn new(reserved: impl Iterator<Item = u32>) -> Self {
+        IdAllocator {
+            taken: reserved.collect(),
+            next: 0,
+        }
+    }
+
+    fn next(&mut self) -> u32 {
+        while self.taken.contains(&self.next) {
+            self.next += 1;
+        }
+        self.taken.insert(self.next);
+        self.next
+    }
+}
+
+fn service_key(spec: &crate::config::ServiceSpec) -> ServiceKey {
+    ServiceKey {
+        addr: addr_words(spec.vip.ip()),
+        port: spec.vip.port(),
+        protocol: protocol_number(spec.protocol),
+        family: family(spec.vip.ip()),
+    }
+}
+
 /// Network-order words of an address, as the maps store it.
 pub fn addr_words(addr: IpAddr) -> [u32; 4] {
     match addr {
@@ -104,13 +145,40 @@ fn host_mask(host_bits: u32) -> u32 {
 }
 
 impl L4Model {
-    /// Derives the model from a validated configuration.
+    /// Derives the model from a validated configuration, numbering from zero.
     pub fn from_config(config: &Config) -> L4Model {
+        Self::from_config_keeping(config, &Previous::default())
+    }
+
+    /// Derives the model, keeping the ids that services and reals already have in the maps
+    /// (`previous`, read back from pinned maps): a restarted agent then changes nothing for
+    /// what did not change, and connection-table entries stay valid.
+    pub fn from_config_keeping(config: &Config, previous: &Previous) -> L4Model {
         let global = &config.global;
         let resolved = &config.resolved;
         let mut reals: Vec<RealModel> = Vec::new();
         let mut services = Vec::with_capacity(resolved.l4.len());
-        for (id, spec) in resolved.l4.iter().enumerate() {
+        let wanted_reals: Vec<(IpAddr, u16)> = resolved
+            .l4
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| (r.addr, r.port)))
+            .collect();
+        let mut real_ids = IdAllocator::new(
+            previous
+                .reals
+                .iter()
+                .filter(|(addr, port, _)| wanted_reals.contains(&(*addr, *port)))
+                .map(|(_, _, id)| *id),
+        );
+        let wanted_services: Vec<ServiceKey> = resolved.l4.iter().map(service_key).collect();
+        let mut service_ids = IdAllocator::new(
+            previous
+                .services
+                .iter()
+                .filter(|(key, _)| wanted_services.contains(key))
+                .map(|(_, id)| *id),
+        );
+        for spec in &resolved.l4 {
             let mut members = Vec::with_capacity(spec.reals.len());
             for real in &spec.reals {
                 let real_id = match reals
@@ -119,7 +187,12 @@ impl L4Model {
                 {
                     Some(existing) => existing.id,
                     None => {
-                        let id = reals.len() as u32;
+                        let kept = previous
+                            .reals
+                            .iter()
+                            .find(|(addr, port, _)| *addr == real.addr && *port == real.port)
+                            .map(|(_, _, id)| *id);
+                        let id = kept.unwrap_or_else(|| real_ids.next());
                         reals.push(RealModel {
                             id,
                             addr: real.addr,
@@ -131,6 +204,13 @@ impl L4Model {
                 };
                 members.push((real_id, real.weight));
             }
+            let key = service_key(spec);
+            let id = previous
+                .services
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, id)| *id)
+                .unwrap_or_else(|| service_ids.next());
             let mut flags = SERVICE_ACTIVE;
             if spec.hash == HashFields::Source {
                 flags |= SERVICE_SOURCE_HASH;
@@ -140,14 +220,9 @@ impl L4Model {
                 vip: spec.vip,
                 protocol: spec.protocol,
                 mode: spec.mode,
-                key: ServiceKey {
-                    addr: addr_words(spec.vip.ip()),
-                    port: spec.vip.port(),
-                    protocol: protocol_number(spec.protocol),
-                    family: family(spec.vip.ip()),
-                },
+                key,
                 value: Service {
-                    id: id as u32,
+                    id,
                     flags,
                     mode: match spec.mode {
                         ForwardMode::Dr => MODE_DR,
@@ -193,7 +268,7 @@ impl L4Model {
             .iter()
             .filter(|(id, _)| usable(*id))
             .map(|&(id, weight)| {
-                let real = &self.reals[id as usize];
+                let real = self.real(id).expect("members name reals of the model");
                 Backend {
                     id,
                     addr: addr_words(real.addr),
@@ -237,7 +312,12 @@ impl L4Model {
         if real_id == NO_REAL {
             return None;
         }
-        Some((service, &self.reals[real_id as usize]))
+        Some((service, self.real(real_id)?))
+    }
+
+    /// The real with id `id`.
+    pub fn real(&self, id: u32) -> Option<&RealModel> {
+        self.reals.iter().find(|r| r.id == id)
     }
 }
 
@@ -341,6 +421,39 @@ reals = [{ addr = "10.0.2.12", port = 5353 }, { addr = "10.0.2.11", port = 53 }]
                 first
             );
         }
+    }
+
+    #[test]
+    fn previous_ids_are_kept_and_new_ones_fill_gaps() {
+        let first = model(TWO_SERVICES);
+        // Drop the first web real and swap the services' order: ids must not move.
+        let changed = TWO_SERVICES.replace(
+            "reals = [{ addr = \"10.0.2.11\" }, { addr = \"10.0.2.12\", weight = 3 }]",
+            "reals = [{ addr = \"10.0.2.12\", weight = 3 }, { addr = \"10.0.2.99\" }]",
+        );
+        let previous = Previous {
+            reals: first.reals.iter().map(|r| (r.addr, r.port, r.id)).collect(),
+            services: first.services.iter().map(|s| (s.key, s.value.id)).collect(),
+        };
+        let config = crate::config::load_str(Path::new("lb.toml"), &changed).expect("valid");
+        let second = L4Model::from_config_keeping(&config, &previous);
+        let id_of = |m: &L4Model, a: &str, port: u16| {
+            m.reals
+                .iter()
+                .find(|r| r.addr.to_string() == a && r.port == port)
+                .map(|r| r.id)
+        };
+        assert_eq!(
+            id_of(&second, "10.0.2.12", 80),
+            id_of(&first, "10.0.2.12", 80)
+        );
+        assert_eq!(
+            id_of(&second, "10.0.2.12", 5353),
+            id_of(&first, "10.0.2.12", 5353)
+        );
+        // 10.0.2.11:80 left (id 0 is free again); the newcomer takes the lowest free id.
+        assert_eq!(id_of(&second, "10.0.2.99", 80), Some(0));
+        assert_eq!(second.services[1].value.id, 1);
     }
 
     #[test]

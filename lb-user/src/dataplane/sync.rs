@@ -15,7 +15,7 @@ use lb_common::maps::{
 use super::{
     loader::{Dataplane, DataplaneError},
     maglev,
-    model::{L4Model, addr_words},
+    model::{L4Model, Previous, addr_words},
     neigh::Nexthop,
 };
 
@@ -48,8 +48,7 @@ impl Dataplane {
         let mut report = SyncReport::default();
         let usable = |id: u32| {
             model
-                .reals
-                .get(id as usize)
+                .real(id)
                 .is_some_and(|r| nexthops.contains_key(&r.addr) && healthy(id))
         };
         let ebpf = self.ebpf_mut();
@@ -96,6 +95,13 @@ impl Dataplane {
                 _ => read_ring(self.ebpf_mut(), id, ring_size)?,
             };
             let writes = maglev::diff(&current, &wanted);
+            tracing::debug!(
+                service = id,
+                current_distinct = ?current.iter().collect::<std::collections::BTreeSet<_>>(),
+                wanted_distinct = ?wanted.iter().collect::<std::collections::BTreeSet<_>>(),
+                writes = writes.len(),
+                "ring diff"
+            );
             {
                 let mut rings: Array<&mut MapData, u32> = Array::try_from(
                     self.ebpf_mut()
@@ -134,8 +140,8 @@ impl Dataplane {
         {
             let mut reals: Array<&mut MapData, Real> =
                 Array::try_from(ebpf.map_mut(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
-            for id in model.reals.len() as u32..MAX_REALS {
-                if reals.get(&id, 0)?.flags != 0 {
+            for id in 0..MAX_REALS {
+                if model.real(id).is_none() && reals.get(&id, 0)?.key != 0 {
                     reals.set(id, Real::default(), 0)?;
                     report.reals += 1;
                 }
@@ -179,4 +185,59 @@ impl Dataplane {
         services.insert(*key, service, 0)?;
         Ok(true)
     }
+}
+
+impl Dataplane {
+    /// Ids that services and reals hold in the maps now (after adopting pinned maps), so a new
+    /// model can keep them.
+    pub fn previous_ids(&self) -> Result<Previous, DataplaneError> {
+        let ebpf = self.ebpf();
+        let reals = Array::try_from(ebpf.map(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
+        let services = BpfHashMap::try_from(
+            ebpf.map(SERVICES_MAP)
+                .ok_or_else(|| missing(SERVICES_MAP))?,
+        )?;
+        previous_from(&reals, &services)
+    }
+}
+
+/// Ids held by the maps a running agent pinned under `bpf_dir` (for `lb stats` names).
+pub fn pinned_ids(bpf_dir: &std::path::Path) -> Result<Previous, DataplaneError> {
+    let reals = aya::maps::Map::from_map_data(MapData::from_pin(bpf_dir.join(REALS_MAP))?)?;
+    let services = aya::maps::Map::from_map_data(MapData::from_pin(bpf_dir.join(SERVICES_MAP))?)?;
+    let reals: Array<MapData, Real> = Array::try_from(reals)?;
+    let services: BpfHashMap<MapData, ServiceKey, Service> = BpfHashMap::try_from(services)?;
+    previous_from(&reals, &services)
+}
+
+fn previous_from<R, S>(
+    reals: &Array<R, Real>,
+    services: &BpfHashMap<S, ServiceKey, Service>,
+) -> Result<Previous, DataplaneError>
+where
+    R: std::borrow::Borrow<MapData>,
+    S: std::borrow::Borrow<MapData>,
+{
+    let mut previous = Previous::default();
+    for id in 0..MAX_REALS {
+        let real = reals.get(&id, 0)?;
+        if real.key == 0 {
+            continue;
+        }
+        let addr = if real.flags & REAL_IPV6 != 0 {
+            let mut octets = [0u8; 16];
+            for (i, word) in real.addr.iter().enumerate() {
+                octets[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+            }
+            IpAddr::from(octets)
+        } else {
+            IpAddr::from(real.addr[0].to_ne_bytes())
+        };
+        previous.reals.push((addr, real.port, id));
+    }
+    for entry in services.iter() {
+        let (key, value) = entry?;
+        previous.services.push((key, value.id));
+    }
+    Ok(previous)
 }
