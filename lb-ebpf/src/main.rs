@@ -44,6 +44,28 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
     decap::handle(&ctx)
 }
 
+/// Benchmark yardstick: does nothing but pass (`cargo xtask bench l4` subtracts its cost).
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Benchmark yardstick: the least a forwarder does, swap the MAC addresses and send back.
+#[xdp]
+pub fn bench_floor(ctx: XdpContext) -> u32 {
+    let Some(eth) = parse::ptr_at_mut::<[u8; 12]>(&ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: `ptr_at_mut` checked the 12 bytes lie inside the frame.
+    let old = unsafe { *eth };
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&old[6..]);
+    swapped[6..].copy_from_slice(&old[..6]);
+    // SAFETY: as above.
+    unsafe { *eth = swapped };
+    xdp_action::XDP_TX
+}
+
 /// Counts the verdict and turns it into an XDP action.
 #[inline(always)]
 fn finish(verdict: Verdict) -> u32 {

@@ -132,10 +132,37 @@ impl XdpHarness {
     /// header (even with the shortfall given as XDP metadata), as veth and packet sockets
     /// refuse to carry them, so such frames never reach an XDP program here.
     pub fn run(&self, frame: &[u8]) -> anyhow::Result<Option<RunResult>> {
+        Ok(self
+            .run_program(INGRESS_PROGRAM, frame)?
+            .map(|(result, _)| result))
+    }
+
+    /// Loads another XDP program of the object (the benchmark yardsticks `bench_pass` and
+    /// `bench_floor`), sharing the maps.
+    pub fn load_program(&mut self, name: &str) -> anyhow::Result<()> {
+        let program: &mut Xdp = self
+            .dataplane()
+            .ebpf_mut()
+            .program_mut(name)
+            .with_context(|| format!("the object has no {name}"))?
+            .try_into()?;
+        program
+            .load()
+            .with_context(|| format!("the verifier refused {name}"))?;
+        Ok(())
+    }
+
+    /// Runs program `name` once on `frame` (see [`XdpHarness::run`]); also returns the run
+    /// time the kernel measured.
+    pub fn run_program(
+        &self,
+        name: &str,
+        frame: &[u8],
+    ) -> anyhow::Result<Option<(RunResult, std::time::Duration)>> {
         let program: &Xdp = self
             .ebpf()
-            .program(INGRESS_PROGRAM)
-            .context("the object has no lb_ingress")?
+            .program(name)
+            .with_context(|| format!("the object has no {name}"))?
             .try_into()?;
         // Room for the encapsulation headers TUN mode adds.
         let mut output = vec![0u8; frame.len() + 256];
@@ -155,10 +182,11 @@ impl XdpHarness {
             Err(e) => return Err(e).context("BPF_PROG_TEST_RUN"),
         };
         output.truncate(result.data_size_out as usize);
-        Ok(Some(RunResult {
+        let run = RunResult {
             action: XdpAction::from_code(result.return_value)?,
             output,
-        }))
+        };
+        Ok(Some((run, result.duration)))
     }
 
     /// The counters summed over CPUs, in [`Counter::ALL`] order.

@@ -37,6 +37,12 @@ enum Task {
     /// Build everything, bring up a netns lab, run the agent on it, send traffic, print what
     /// the agent counted, tear it all down (needs root).
     Demo,
+    /// Run a benchmark and print its table (needs root). Known: l4.
+    Bench {
+        /// Which benchmark.
+        #[arg(default_value = "l4")]
+        which: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
             nextest_args,
         } => tasks::test(!no_lint, &nextest_args),
         Task::Demo => tasks::demo(),
+        Task::Bench { which } => tasks::bench(&which),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

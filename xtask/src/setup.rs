@@ -26,6 +26,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("wrk", "HTTP load for tests and benchmarks"),
     ("curl", "HTTP client in lab tests"),
     ("tcpdump", "capturing lab traffic while debugging"),
+    ("nftables", "nftables DNAT yardstick in benchmarks"),
 ];
 
 /// `cargo xtask setup`: runs every step.

@@ -126,3 +126,27 @@ pub fn demo() -> anyhow::Result<()> {
         ])
         .arg(root.join("lb-user/examples/demo.toml")))
 }
+
+/// `cargo xtask bench WHICH`: built in release mode, since that is what runs in production.
+pub fn bench(which: &str) -> anyhow::Result<()> {
+    require_root("bench")?;
+    let root = workspace_root();
+    run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "lb-user",
+        "--bins",
+    ]))?;
+    run(Command::new(cargo()).current_dir(&root).args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "lb-tests",
+        "--bin",
+        "lb-bench",
+        "--",
+        which,
+    ]))
+}
