@@ -168,27 +168,27 @@ fn l4_per_packet() -> anyhow::Result<()> {
         rows.push(measure(&harness, case)?);
     }
     let pass = rows[0].median;
-    let floor = rows[1].median - pass;
+    let floor = rows[1].median;
     println!(
         "l4 per packet: BPF_PROG_TEST_RUN, {SAMPLES} samples each, repeat=1, kernel-reported ns"
     );
     println!(
-        "{:<32} {:>10} {:>10} {:>14} {:>14}",
-        "case", "median", "p99", "net of pass", "net / floor"
+        "{:<32} {:>8} {:>8} {:>12} {:>10}",
+        "case", "median", "p99", "net of pass", "/ floor"
     );
     for row in &rows {
-        let net = row.median - pass;
-        let ratio = if floor > 0.0 {
-            format!("{:.2}", net / floor)
-        } else {
-            "-".into()
-        };
         println!(
-            "{:<32} {:>10.0} {:>10.0} {:>14.0} {:>14}",
-            row.name, row.median, row.p99, net, ratio
+            "{:<32} {:>8.0} {:>8.0} {:>12.0} {:>10.2}",
+            row.name,
+            row.median,
+            row.p99,
+            row.median - pass,
+            row.median / floor
         );
     }
-    println!("(the clock ticks in about 10 ns steps here: differences below that are noise)");
+    println!("net of pass: median minus the pass-only program's median (the call's fixed cost);");
+    println!("/ floor: median over the floor program's median, both including that fixed cost;");
+    println!("the clock ticks in about 10 ns steps here: differences below that are noise.");
     Ok(())
 }
 
