@@ -8,6 +8,7 @@
 //! `topology` holds lab layouts shared by tests and the demo (`src/bin/lb-demo.rs`). The tests are in `tests/`.
 
 pub mod agent;
+pub mod cpu;
 pub mod fixture;
 pub mod netns;
 pub mod packets;

@@ -185,3 +185,82 @@ pub async fn line_echo_server(listener: TcpListener, name: String, lifetime: Dur
     };
     let _ = tokio::time::timeout(lifetime, serve).await;
 }
+
+/// Sends `bytes` bytes to every client that connects, then closes. Serves until `lifetime`.
+pub async fn bulk_server(listener: TcpListener, bytes: u64, lifetime: Duration) {
+    let serve = async {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let chunk = vec![0x5a_u8; 256 * 1024];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, serve).await;
+}
+
+/// Reads everything `server` sends on one connection; returns the byte count.
+pub async fn bulk_download(server: SocketAddr) -> anyhow::Result<u64> {
+    let mut stream = TcpStream::connect(server).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// `count` short HTTP connections (connect, GET, read to close) spread round-robin over
+/// `targets`, `concurrency` at a time. Fails on the first failed request.
+pub async fn http_load(
+    targets: Vec<SocketAddr>,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let targets = std::sync::Arc::new(targets);
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let targets = targets.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(());
+                }
+                let target = targets[i % targets.len()];
+                let mut stream = TcpStream::connect(target)
+                    .await
+                    .with_context(|| format!("connect {target}"))?;
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await?;
+                let mut response = Vec::with_capacity(128);
+                stream.read_to_end(&mut response).await?;
+                ensure!(
+                    response.starts_with(b"HTTP/1.1 200"),
+                    "bad response from {target}"
+                );
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
+}

@@ -194,7 +194,15 @@ fn l4_per_packet() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
-        Some("l4") | None => l4_per_packet(),
-        Some(other) => bail!("unknown benchmark `{other}` (known: l4)"),
+        Some("l4") | None => {
+            l4_per_packet()?;
+            println!();
+            e2e::l4_end_to_end()
+        }
+        Some("l4-packet") => l4_per_packet(),
+        Some("l4-e2e") => e2e::l4_end_to_end(),
+        Some(other) => bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e)"),
     }
 }
+
+mod e2e;
