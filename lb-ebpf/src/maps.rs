@@ -3,7 +3,7 @@
 //! sizes from its configuration at load time.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_COMMON_LRU,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
@@ -27,9 +27,10 @@ pub static LB_SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVI
 #[map(name = "LB_REALS")]
 pub static LB_REALS: Array<Real> = Array::pinned(MAX_REALS, 0);
 
-/// Maglev tables of all services, back to back (resized by the agent).
+/// Maglev tables of all services, back to back (resized by the agent). Memory-mappable, so
+/// the agent rewrites slots with plain stores instead of one syscall each.
 #[map(name = "LB_RINGS")]
-pub static LB_RINGS: Array<u32> = Array::pinned(16 * DEFAULT_RING_SIZE, 0);
+pub static LB_RINGS: Array<u32> = Array::pinned(16 * DEFAULT_RING_SIZE, BPF_F_MMAPABLE);
 
 /// Connection table: flow -> real, with per-CPU LRU lists so eviction never contends.
 #[map(name = "LB_CONNS")]

@@ -113,7 +113,7 @@ async fn serve(
     let mut nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
     log_unresolved(&addrs, &nexthops);
     // Maps first, then the program: the first packet already finds every service.
-    let report = dataplane.apply(model, &nexthops, &|_| true)?;
+    let report = dataplane.apply(model, &nexthops, &|_, _| true)?;
     tracing::info!(
         services = model.services.len(),
         reals = model.reals.len(),
@@ -140,7 +140,7 @@ async fn serve(
                 if fresh != nexthops {
                     nexthops = fresh;
                     log_unresolved(&addrs, &nexthops);
-                    let report = dataplane.apply(model, &nexthops, &|_| true)?;
+                    let report = dataplane.apply(model, &nexthops, &|_, _| true)?;
                     tracing::info!(?report, "next hops changed; maps updated");
                 }
             }

@@ -104,7 +104,7 @@ impl XdpHarness {
         let mut dataplane =
             Dataplane::load(lb::LB_EBPF_OBJECT, &pin_dir, lb::agent::map_sizes(&model))
                 .context("loading the XDP object")?;
-        dataplane.apply(&model, nexthops, &|_| true)?;
+        dataplane.apply(&model, nexthops, &|_, _| true)?;
         Ok(XdpHarness {
             dataplane: Some(dataplane),
             pin_dir,

@@ -481,7 +481,7 @@ fn weight_zero_drains_without_breaking_established_flows() {
     let drained_model = L4Model::from_config(&config(&drained).expect("config"));
     let report = harness
         .dataplane()
-        .apply(&drained_model, &hops, &|_| true)
+        .apply(&drained_model, &hops, &|_, _| true)
         .expect("apply");
     assert!(
         report.ring_slots > 0 && report.ring_slots < 251,
@@ -529,7 +529,7 @@ fn sync_writes_only_the_diff_and_keeps_ids() {
     );
     let report = harness
         .dataplane()
-        .apply(&again, &hops, &|_| true)
+        .apply(&again, &hops, &|_, _| true)
         .expect("apply");
     assert_eq!(
         report,
@@ -553,7 +553,7 @@ fn sync_writes_only_the_diff_and_keeps_ids() {
     );
     let report = harness
         .dataplane()
-        .apply(&model, &hops, &|_| true)
+        .apply(&model, &hops, &|_, _| true)
         .expect("apply");
     let share = report.ring_slots as f64 / 65537.0;
     assert!(

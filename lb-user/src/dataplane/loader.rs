@@ -96,7 +96,7 @@ pub struct Dataplane {
     bpf_dir: PathBuf,
     attached: Vec<(String, AttachedMode)>,
     links: Vec<(String, FdLink)>,
-    pub(super) ring_cache: std::collections::HashMap<u32, Vec<u32>>,
+    pub(super) rings: super::rings::RingMemory,
 }
 
 /// Path of the pinned link for `interface`.
@@ -104,7 +104,10 @@ fn link_pin(bpf_dir: &Path, interface: &str) -> PathBuf {
     bpf_dir.join(format!("link_{interface}"))
 }
 
-/// Removes pinned maps whose size differs from what this configuration needs: they cannot be
+/// `BPF_F_MMAPABLE`: the rings map is created with it.
+const MMAPABLE: u32 = 1024;
+
+/// Removes pinned maps whose size (or flags) differ from what this configuration needs: they cannot be
 /// adopted (the kernel fixes a map's size at creation), so they are replaced, and flows in
 /// them are forgotten.
 fn drop_mismatched_pins(bpf_dir: &Path, sizes: MapSizes) {
@@ -119,8 +122,9 @@ fn drop_mismatched_pins(bpf_dir: &Path, sizes: MapSizes) {
         }
         let current = MapData::from_pin(&pin)
             .and_then(|m| m.info())
-            .map(|info| info.max_entries());
-        if current.as_ref().ok() != Some(&wanted) {
+            .map(|info| (info.max_entries(), info.map_flags() & MMAPABLE));
+        let wanted_flags = if name == RINGS_MAP { MMAPABLE } else { 0 };
+        if current.as_ref().ok() != Some(&(wanted, wanted_flags)) {
             tracing::warn!(
                 map = name,
                 ?current,
@@ -158,6 +162,14 @@ impl Dataplane {
             .map_max_entries(CONNS_MAP, sizes.conns)
             .map_max_entries(NAT_MAP, sizes.conns)
             .load(object)?;
+        let rings = match ebpf.map(RINGS_MAP) {
+            Some(aya::maps::Map::Array(data)) => super::rings::RingMemory::map(data, sizes.rings)
+                .map_err(|source| DataplaneError::PinDir {
+                dir: bpf_dir.join(RINGS_MAP),
+                source,
+            })?,
+            _ => return Err(DataplaneError::Missing(format!("array map `{RINGS_MAP}`"))),
+        };
         let program = xdp_program(&mut ebpf, program_name)?;
         program.load()?;
         let pin = bpf_dir.join(program_name);
@@ -173,7 +185,7 @@ impl Dataplane {
             bpf_dir: bpf_dir.to_path_buf(),
             attached: Vec::new(),
             links: Vec::new(),
-            ring_cache: std::collections::HashMap::new(),
+            rings,
         })
     }
 

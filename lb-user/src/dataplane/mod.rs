@@ -10,6 +10,7 @@ mod loader;
 pub mod maglev;
 pub mod model;
 pub mod neigh;
+mod rings;
 mod stats;
 mod sync;
 

@@ -8,8 +8,8 @@ use std::{collections::HashMap, net::IpAddr};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use lb_common::maps::{
-    MAX_REALS, REAL_ACTIVE, REAL_IPV6, REALS_MAP, RINGS_MAP, Real, SERVICES_MAP, SETTINGS_MAP,
-    Service, ServiceKey, Settings,
+    MAX_REALS, REAL_ACTIVE, REAL_IPV6, REALS_MAP, Real, SERVICES_MAP, SETTINGS_MAP, Service,
+    ServiceKey, Settings,
 };
 
 use super::{
@@ -37,19 +37,21 @@ fn missing(name: &str) -> DataplaneError {
 }
 
 impl Dataplane {
-    /// Brings the maps in line with `model`. A real is used when its next hop is known and
-    /// `healthy(real id)` says so; weight-0 reals stay usable for their existing flows.
+    /// Brings the maps in line with `model`. A real takes traffic when its next hop is known;
+    /// it gets new flows of service `i` (a place in its ring) when `healthy(i, real id)` too.
+    /// Flows already in the connection table stay with their real while it has a next hop:
+    /// that is how weight 0 drains.
     pub fn apply(
         &mut self,
         model: &L4Model,
         nexthops: &HashMap<IpAddr, Nexthop>,
-        healthy: &dyn Fn(u32) -> bool,
+        healthy: &dyn Fn(usize, u32) -> bool,
     ) -> Result<SyncReport, DataplaneError> {
         let mut report = SyncReport::default();
         let usable = |id: u32| {
             model
                 .real(id)
-                .is_some_and(|r| nexthops.contains_key(&r.addr) && healthy(id))
+                .is_some_and(|r| nexthops.contains_key(&r.addr))
         };
         let ebpf = self.ebpf_mut();
         {
@@ -76,9 +78,7 @@ impl Dataplane {
                     entry.ifindex = nexthop.ifindex;
                     entry.dmac = nexthop.dmac;
                     entry.smac = nexthop.smac;
-                    if healthy(real.id) {
-                        entry.flags |= REAL_ACTIVE;
-                    }
+                    entry.flags |= REAL_ACTIVE;
                 }
                 if reals.get(&real.id, 0)? != entry {
                     reals.set(real.id, entry, 0)?;
@@ -86,34 +86,16 @@ impl Dataplane {
                 }
             }
         }
-        let ring_size = model.settings.ring_size;
+        let ring_size = model.settings.ring_size as usize;
         for (index, service) in model.services.iter().enumerate() {
-            let id = service.value.id;
-            let wanted = model.ring(index, usable);
-            let current = match self.ring_cache.remove(&id) {
-                Some(cached) if cached.len() == wanted.len() => cached,
-                _ => read_ring(self.ebpf_mut(), id, ring_size)?,
-            };
+            let base = service.value.id as usize * ring_size;
+            let wanted = model.ring(index, |real| usable(real) && healthy(index, real));
+            let current = self.rings.read(base, ring_size);
             let writes = maglev::diff(&current, &wanted);
-            tracing::debug!(
-                service = id,
-                current_distinct = ?current.iter().collect::<std::collections::BTreeSet<_>>(),
-                wanted_distinct = ?wanted.iter().collect::<std::collections::BTreeSet<_>>(),
-                writes = writes.len(),
-                "ring diff"
-            );
-            {
-                let mut rings: Array<&mut MapData, u32> = Array::try_from(
-                    self.ebpf_mut()
-                        .map_mut(RINGS_MAP)
-                        .ok_or_else(|| missing(RINGS_MAP))?,
-                )?;
-                for (slot, real) in &writes {
-                    rings.set(id * ring_size + slot, *real, 0)?;
-                }
+            for (slot, real) in &writes {
+                self.rings.write(base + *slot as usize, *real);
             }
             report.ring_slots += writes.len();
-            self.ring_cache.insert(id, wanted);
         }
         let ebpf = self.ebpf_mut();
         {
@@ -149,15 +131,6 @@ impl Dataplane {
         }
         Ok(report)
     }
-}
-
-/// The ring of service `id` as the map holds it now.
-fn read_ring(ebpf: &mut aya::Ebpf, id: u32, ring_size: u32) -> Result<Vec<u32>, DataplaneError> {
-    let rings: Array<&MapData, u32> =
-        Array::try_from(ebpf.map(RINGS_MAP).ok_or_else(|| missing(RINGS_MAP))?)?;
-    (0..ring_size)
-        .map(|slot| Ok(rings.get(&(id * ring_size + slot), 0)?))
-        .collect()
 }
 
 impl Dataplane {
