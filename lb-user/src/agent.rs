@@ -1,7 +1,9 @@
 //! The `lb run` lifecycle: validate the host against the config, load the data plane, fill its
 //! maps, attach, keep next hops fresh, and on a shutdown signal detach and clean up.
 
-use std::{collections::HashMap, future::Future, net::IpAddr, time::Duration};
+use std::{collections::HashMap, future::Future, net::IpAddr, path::PathBuf, time::Duration};
+
+use tokio::sync::watch;
 
 use crate::{
     config::{Config, ConfigError, XdpModeSetting},
@@ -10,6 +12,7 @@ use crate::{
         model::L4Model,
         neigh::{NeighError, Nexthop, Resolver},
     },
+    health::{self, HealthBoard, threshold::Verdict},
 };
 
 /// How long start-up waits for reals' next hops to resolve.
@@ -101,6 +104,36 @@ pub async fn run(
     result
 }
 
+/// True when the board has no entry for the backend (no check) or says it is up.
+fn is_up(board: &HealthBoard, service: usize, real: u32) -> bool {
+    board
+        .get(&(service, real))
+        .is_none_or(|s| s.verdict == Verdict::Up)
+}
+
+/// Where `lb stats -c` finds the health board of the agent pinning to `bpf_dir`.
+pub fn health_status_path(bpf_dir: &std::path::Path) -> PathBuf {
+    let name = bpf_dir
+        .file_name()
+        .map_or_else(|| "lb".into(), |n| n.to_string_lossy().into_owned());
+    PathBuf::from("/run/lb").join(format!("{name}.health"))
+}
+
+fn write_status(path: &std::path::Path, board: &HealthBoard) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write then rename, so a reader never sees half a file.
+        let tmp = path.with_extension("health.tmp");
+        std::fs::write(&tmp, health::render(board))?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(error) = write() {
+        tracing::warn!(%error, "cannot write the health status to {}", path.display());
+    }
+}
+
 async fn serve(
     config: &Config,
     model: &L4Model,
@@ -112,8 +145,11 @@ async fn serve(
     let addrs = real_addresses(model);
     let mut nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
     log_unresolved(&addrs, &nexthops);
+    let targets = health::targets(model, config);
+    let (board_tx, mut board_rx) = watch::channel(health::initial_board(&targets));
+    let mut board = board_rx.borrow_and_update().clone();
     // Maps first, then the program: the first packet already finds every service.
-    let report = dataplane.apply(model, &nexthops, &|_, _| true)?;
+    let report = dataplane.apply(model, &nexthops, &|i, r| is_up(&board, i, r))?;
     tracing::info!(
         services = model.services.len(),
         reals = model.reals.len(),
@@ -126,26 +162,45 @@ async fn serve(
             .unwrap_or(config.global.xdp_mode);
         dataplane.attach(interface.name.get_ref(), mode)?;
     }
+    let status_path = health_status_path(dataplane.bpf_dir());
+    write_status(&status_path, &board);
+    let _checks = health::spawn(targets, board_tx);
     tracing::info!(
         bpf_dir = %dataplane.bpf_dir().display(),
         interfaces = dataplane.attached().len(),
+        health_checks = board.len(),
         "lb running"
     );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            changed = board_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let fresh = board_rx.borrow_and_update().clone();
+                let flipped = fresh.iter().any(|(k, s)| board.get(k).is_none_or(|old| old.verdict != s.verdict));
+                board = fresh;
+                if flipped {
+                    let started = std::time::Instant::now();
+                    let slots = dataplane.update_rings(model, &nexthops, &|i, r| is_up(&board, i, r));
+                    tracing::info!(ring_slots = slots, took_us = started.elapsed().as_micros() as u64, "health changed; Maglev tables updated");
+                }
+                write_status(&status_path, &board);
+            }
             () = tokio::time::sleep(REFRESH_INTERVAL) => {
                 let fresh = resolver.resolve_all(&addrs, Duration::from_millis(200)).await?;
                 if fresh != nexthops {
                     nexthops = fresh;
                     log_unresolved(&addrs, &nexthops);
-                    let report = dataplane.apply(model, &nexthops, &|_, _| true)?;
+                    let report = dataplane.apply(model, &nexthops, &|i, r| is_up(&board, i, r))?;
                     tracing::info!(?report, "next hops changed; maps updated");
                 }
             }
         }
     }
+    let _ = std::fs::remove_file(&status_path);
     tracing::info!("shutting down");
     Ok(())
 }

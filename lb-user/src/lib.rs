@@ -1,12 +1,13 @@
 //! The lb agent as a library: the `lb` binary is a thin command-line shell over it, and the
 //! integration tests drive the same code.
 //!
-//! Layout: `config` (the TOML file), `dataplane` (the XDP object and its maps), `agent`
-//! (the `lb run` lifecycle wiring them together).
+//! Layout: `config` (the TOML file), `dataplane` (the XDP object and its maps), `health`
+//! (checks and the HealthBoard), `agent` (the `lb run` lifecycle wiring them together).
 
 pub mod agent;
 pub mod config;
 pub mod dataplane;
+pub mod health;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.
 pub static LB_EBPF_OBJECT: &[u8] =

@@ -213,6 +213,13 @@ fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyho
     let Some(loaded) = loaded else {
         return Ok(());
     };
+    let status = lb::agent::health_status_path(&bpf_dir);
+    if let Ok(text) = std::fs::read_to_string(&status)
+        && text.lines().count() > 1
+    {
+        println!();
+        print!("{text}");
+    }
     // The running agent may have kept ids from before a restart: name them as it did.
     let previous = lb::dataplane::pinned_ids(&bpf_dir)?;
     let model = lb::dataplane::model::L4Model::from_config_keeping(&loaded, &previous);

@@ -264,3 +264,86 @@ pub async fn http_load(
     }
     Ok(())
 }
+
+/// Behaviours of [`controlled_http_server`], switched at run time.
+pub mod behaviour {
+    /// Answer 200 with the server's name.
+    pub const OK: u8 = 0;
+    /// Answer 500.
+    pub const ERROR: u8 = 1;
+    /// Accept, read the request, never answer.
+    pub const HANG: u8 = 2;
+    /// Answer 200 after 500 ms.
+    pub const SLOW: u8 = 3;
+    /// Answer 500 and 200 in turn (a flapping server).
+    pub const ALTERNATE: u8 = 4;
+    /// Not listening at all (connections are refused).
+    pub const DEAD: u8 = 5;
+}
+
+/// An HTTP server whose behaviour (see [`behaviour`]) the test switches through `mode`.
+/// Listens on `addr` while not [`behaviour::DEAD`]. Serves until `lifetime` runs out.
+pub async fn controlled_http_server(
+    addr: SocketAddr,
+    name: String,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    lifetime: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    let serve = async {
+        let mut turn = 0u64;
+        loop {
+            if mode.load(Ordering::Relaxed) == behaviour::DEAD {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let Ok(listener) = TcpListener::bind(addr).await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            while mode.load(Ordering::Relaxed) != behaviour::DEAD {
+                let accepted =
+                    tokio::time::timeout(Duration::from_millis(10), listener.accept()).await;
+                let Ok(Ok((mut stream, _))) = accepted else {
+                    continue;
+                };
+                turn += 1;
+                let current = mode.load(Ordering::Relaxed);
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let fail = current == behaviour::ERROR
+                        || (current == behaviour::ALTERNATE && turn.is_multiple_of(2));
+                    match current {
+                        behaviour::HANG => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                        behaviour::SLOW => tokio::time::sleep(Duration::from_millis(500)).await,
+                        _ => {}
+                    }
+                    let (status, body) = if fail {
+                        ("500 Internal Server Error", "error")
+                    } else {
+                        ("200 OK", name.as_str())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            // Dropping the listener: new connections are refused from here on.
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, serve).await;
+}

@@ -212,6 +212,77 @@ mod tests {
         assert!(e.message.contains("more than once"), "{e}");
     }
 
+    const SERVICE: &str =
+        "[[l4]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nreals = [{ addr = \"10.0.2.11\" }]\n";
+
+    #[test]
+    fn check_rise_zero_is_rejected() {
+        let e = err(&format!(
+            "{SERVICE}check = {{ kind = \"tcp\", rise = 0 }}\n"
+        ));
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("`rise` must be at least 1"), "{e}");
+    }
+
+    #[test]
+    fn check_timeout_above_interval_is_rejected() {
+        let e = err(&format!(
+            "{SERVICE}check = {{ kind = \"http\", inter = \"1s\", timeout = \"2s\" }}\n"
+        ));
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("larger than its interval"), "{e}");
+    }
+
+    #[test]
+    fn unknown_check_kind_is_rejected() {
+        let e = err(&format!("{SERVICE}check = {{ kind = \"icmp\" }}\n"));
+        assert_eq!(e.line, Some(5));
+        assert!(
+            e.message.contains("unknown variant `icmp`") && e.message.contains("`tcp`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn script_that_is_not_executable_is_rejected() {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let text = format!(
+            "{SERVICE}check = {{ kind = \"script\", script = \"{}\" }}\n",
+            file.path().display()
+        );
+        let e = err(&text);
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("is not an executable file"), "{e}");
+        assert!(
+            load_str(
+                Path::new("lb.toml"),
+                &text.replace(&file.path().display().to_string(), "/bin/true")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_duration_names_the_unit() {
+        let e = err(&format!(
+            "{SERVICE}check = {{ kind = \"tcp\", inter = \"2d\" }}\n"
+        ));
+        assert!(e.message.contains("unknown unit `d`"), "{e}");
+    }
+
+    #[test]
+    fn http_check_defaults_follow_haproxy() {
+        let config = load_str(
+            Path::new("lb.toml"),
+            &format!("{SERVICE}check = {{ kind = \"http\" }}\n"),
+        )
+        .expect("valid");
+        let check = config.resolved.l4[0].check.as_ref().expect("check");
+        assert_eq!((check.timing.rise, check.timing.fall), (2, 3));
+        assert_eq!(check.timing.inter, std::time::Duration::from_secs(2));
+        assert_eq!(check.timeout, check.timing.inter);
+    }
+
     #[test]
     fn columns_count_characters_not_bytes() {
         let e = err("# é\n[[interface]]\nname = \"é\"\nbad = 1\n");

@@ -5,14 +5,16 @@
 //! `validate` checks what serde cannot (names, duplicates). Later issues add sections (`l4`,
 //! `vrrp`, `frontend`, ...) to the model.
 
+mod duration;
 mod load;
 mod model;
 mod validate;
 
-pub use validate::{RealSpec, Resolved, ServiceSpec};
+pub use duration::parse_duration;
+pub use validate::{CheckSpec, RealSpec, Resolved, ServiceSpec};
 
 pub use load::{ConfigError, load_file, load_str};
 pub use model::{
-    Config, ForwardMode, Global, HashFields, Interface, L4Protocol, L4Service, Origin, RealServer,
-    XdpModeSetting,
+    AllDown, CheckConfig, CheckKind, Config, ForwardMode, Global, HashFields, Interface,
+    L4Protocol, L4Service, Origin, RealServer, XdpModeSetting,
 };

@@ -142,6 +142,95 @@ pub struct L4Service {
     pub hash: HashFields,
     /// Real servers.
     pub reals: Vec<RealServer>,
+    /// Health check of the reals; without one every real is taken as up.
+    pub check: Option<CheckConfig>,
+    /// When every real is down: `forward` to all of them anyway (fail open, the default) or
+    /// `drop` new flows.
+    #[serde(default)]
+    pub on_all_down: AllDown,
+}
+
+/// What an L4 service does when the checks say every real is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllDown {
+    /// Fail open: forward as if all were up. A check that fails everywhere at once is more
+    /// often a broken check (or the checker's own network) than every server dead, and if
+    /// they are all dead, forwarding to them loses nothing.
+    #[default]
+    Forward,
+    /// Drop new flows (established ones keep their real).
+    Drop,
+}
+
+/// A health check (`check` in `[[l4]]`), in HAProxy's and keepalived's vocabulary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// `tcp`, `http` or `script`.
+    pub kind: CheckKind,
+    /// Interval between checks while up (HAProxy `inter`, default 2s).
+    pub inter: Option<Spanned<String>>,
+    /// Interval while a state change is pending (default: `inter`).
+    pub fastinter: Option<Spanned<String>>,
+    /// Interval while down (default: `inter`).
+    pub downinter: Option<Spanned<String>>,
+    /// Time a check may take (default: `inter`; must not exceed it).
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive successes to come up (default 2).
+    #[serde(default = "default_rise")]
+    pub rise: Spanned<u32>,
+    /// Consecutive failures to go down (default 3).
+    #[serde(default = "default_fall")]
+    pub fall: Spanned<u32>,
+    /// Check this port instead of the real's.
+    pub port: Option<u16>,
+    /// Check this address instead of the real's.
+    pub addr: Option<Spanned<String>>,
+    /// TCP: bytes to send after connecting.
+    pub send: Option<String>,
+    /// TCP: bytes the reply must contain.
+    pub expect: Option<String>,
+    /// HTTP: method (default GET).
+    pub method: Option<String>,
+    /// HTTP: path (default /).
+    pub path: Option<String>,
+    /// HTTP: `1.0` or `1.1` (default 1.1).
+    pub version: Option<Spanned<String>>,
+    /// HTTP: Host header.
+    pub host: Option<String>,
+    /// HTTP: extra header lines, `"Name: value"`.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+    /// HTTP: accepted statuses, `"200"` or `"200-399"` (default 200-399).
+    pub expect_status: Option<Vec<Spanned<String>>>,
+    /// HTTP: a string the body must contain.
+    pub expect_body: Option<String>,
+    /// Script: program to run (exit status 0 is up); gets `LB_REAL_ADDR` and `LB_REAL_PORT`.
+    pub script: Option<Spanned<String>>,
+    /// Script: its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+fn default_rise() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+
+fn default_fall() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+
+/// Kinds of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// TCP connect (HAProxy `check`, keepalived `TCP_CHECK`).
+    Tcp,
+    /// HTTP request (`option httpchk`, keepalived `HTTP_GET`).
+    Http,
+    /// External program (keepalived `MISC_CHECK`).
+    Script,
 }
 
 /// A real server of an [`L4Service`].

@@ -10,7 +10,14 @@ use std::{
 
 use toml::Spanned;
 
-use super::model::{Config, ForwardMode, HashFields, L4Protocol};
+use super::{
+    duration::parse_duration,
+    model::{AllDown, CheckConfig, CheckKind, Config, ForwardMode, HashFields, L4Protocol},
+};
+use crate::health::{
+    probe::{HttpProbe, Probe},
+    threshold::Timing,
+};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const MAX_IFNAME_LEN: usize = 15;
@@ -55,6 +62,25 @@ pub struct ServiceSpec {
     pub hash: HashFields,
     /// Reals in configuration order.
     pub reals: Vec<RealSpec>,
+    /// Health check, if any.
+    pub check: Option<CheckSpec>,
+    /// Policy when every real is down.
+    pub on_all_down: AllDown,
+}
+
+/// A checked health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// What to run.
+    pub probe: Probe,
+    /// Thresholds and intervals.
+    pub timing: Timing,
+    /// Time one check may take.
+    pub timeout: std::time::Duration,
+    /// Port override.
+    pub port: Option<u16>,
+    /// Address override.
+    pub addr: Option<IpAddr>,
 }
 
 /// A checked real server.
@@ -221,6 +247,11 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
             all_reals.insert((addr, port));
             reals.push(RealSpec { addr, port, weight });
         }
+        let check = service
+            .check
+            .as_ref()
+            .map(|c| validate_check(c, vip))
+            .transpose()?;
         l4.push(ServiceSpec {
             name: name.clone(),
             vip,
@@ -228,6 +259,8 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
             mode: service.mode,
             hash: service.hash,
             reals,
+            check,
+            on_all_down: service.on_all_down,
         });
     }
     if all_reals.len() > lb_common::maps::MAX_REALS as usize {
@@ -305,4 +338,179 @@ fn is_prime(n: u32) -> bool {
         d += 1;
     }
     true
+}
+
+fn duration_of(
+    value: &Option<Spanned<String>>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, Failure> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let d = parse_duration(v.get_ref()).map_err(|m| (v.span(), m))?;
+            if d.is_zero() {
+                return fail(v.span(), "expected a duration above zero".into());
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<CheckSpec, Failure> {
+    let inter = duration_of(&check.inter, std::time::Duration::from_secs(2))?;
+    let timing = Timing {
+        rise: *check.rise.get_ref(),
+        fall: *check.fall.get_ref(),
+        inter,
+        fastinter: duration_of(&check.fastinter, inter)?,
+        downinter: duration_of(&check.downinter, inter)?,
+    };
+    for (value, what) in [(&check.rise, "rise"), (&check.fall, "fall")] {
+        if *value.get_ref() == 0 {
+            return fail(
+                value.span(),
+                format!("`{what}` must be at least 1 (consecutive checks needed)"),
+            );
+        }
+    }
+    let timeout = duration_of(&check.timeout, inter)?;
+    if timeout > inter {
+        let span = check.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
+        return fail(
+            span,
+            format!(
+                "a check timeout of {timeout:?} is larger than its interval of {inter:?}: checks would overlap"
+            ),
+        );
+    }
+    let addr = match &check.addr {
+        None => None,
+        Some(a) => {
+            let ip: IpAddr = a.get_ref().parse().map_err(|_| {
+                (
+                    a.span(),
+                    format!("expected an IP address, found `{}`", a.get_ref()),
+                )
+            })?;
+            if ip.is_ipv4() != vip.is_ipv4() {
+                return fail(
+                    a.span(),
+                    "the check address must be of the VIP's family".into(),
+                );
+            }
+            Some(ip)
+        }
+    };
+    let probe = match check.kind {
+        CheckKind::Tcp => Probe::Tcp {
+            send: check.send.as_ref().map(|s| s.as_bytes().to_vec()),
+            expect: check.expect.as_ref().map(|s| s.as_bytes().to_vec()),
+        },
+        CheckKind::Http => {
+            let version = match &check.version {
+                None => "HTTP/1.1".to_string(),
+                Some(v) if v.get_ref() == "1.1" || v.get_ref() == "1.0" => {
+                    format!("HTTP/{}", v.get_ref())
+                }
+                Some(v) => {
+                    return fail(
+                        v.span(),
+                        format!(
+                            "expected HTTP version \"1.0\" or \"1.1\", found `{}`",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            };
+            let mut expect_status = Vec::new();
+            for range in check.expect_status.iter().flatten() {
+                let text = range.get_ref();
+                let parsed = match text.split_once('-') {
+                    Some((lo, hi)) => lo.parse::<u16>().ok().zip(hi.parse::<u16>().ok()),
+                    None => text.parse::<u16>().ok().map(|c| (c, c)),
+                };
+                match parsed {
+                    Some((lo, hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => {
+                        expect_status.push((lo, hi))
+                    }
+                    _ => {
+                        return fail(
+                            range.span(),
+                            format!(
+                                "expected a status like \"200\" or \"200-399\", found `{text}`"
+                            ),
+                        );
+                    }
+                }
+            }
+            if expect_status.is_empty() {
+                expect_status.push((200, 399));
+            }
+            for header in &check.headers {
+                let text = header.get_ref();
+                let valid = text.split_once(':').is_some_and(|(name, _)| {
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }) && !text.contains(['\r', '\n']);
+                if !valid {
+                    return fail(
+                        header.span(),
+                        format!("expected a header line \"Name: value\", found `{text}`"),
+                    );
+                }
+            }
+            let path = check.path.clone().unwrap_or_else(|| "/".into());
+            let method = check.method.clone().unwrap_or_else(|| "GET".into());
+            if !path.starts_with('/')
+                || path.contains([' ', '\r', '\n'])
+                || !method.bytes().all(|b| b.is_ascii_uppercase())
+            {
+                return fail(
+                    0..0,
+                    format!(
+                        "HTTP check: expected a method in capitals and a path starting with `/`, found `{method} {path}`"
+                    ),
+                );
+            }
+            Probe::Http(HttpProbe {
+                method,
+                path,
+                version,
+                host: check.host.clone(),
+                headers: check.headers.iter().map(|h| h.get_ref().clone()).collect(),
+                expect_status,
+                expect_body: check.expect_body.clone(),
+            })
+        }
+        CheckKind::Script => {
+            let Some(script) = &check.script else {
+                return fail(
+                    0..0,
+                    "a script check needs `script = \"/path/to/program\"`".into(),
+                );
+            };
+            let path = std::path::PathBuf::from(script.get_ref());
+            if !is_executable(&path) {
+                return fail(
+                    script.span(),
+                    format!("`{}` is not an executable file", path.display()),
+                );
+            }
+            Probe::Script {
+                path,
+                args: check.args.clone(),
+            }
+        }
+    };
+    Ok(CheckSpec {
+        probe,
+        timing,
+        timeout,
+        port: check.port,
+        addr,
+    })
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

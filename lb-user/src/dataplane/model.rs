@@ -35,6 +35,8 @@ pub struct ServiceModel {
     pub value: Service,
     /// `(real id, weight)` of each configured real.
     pub members: Vec<(u32, u32)>,
+    /// What to do when every real is down.
+    pub on_all_down: crate::config::AllDown,
 }
 
 /// A real as the maps hold it (next hop aside: that comes from the neighbour table).
@@ -232,6 +234,7 @@ impl L4Model {
                     _pad: 0,
                 },
                 members,
+                on_all_down: spec.on_all_down,
             });
         }
         let (v4, v4_len) = resolved.tunnel_source_v4;

@@ -48,11 +48,6 @@ impl Dataplane {
         healthy: &dyn Fn(usize, u32) -> bool,
     ) -> Result<SyncReport, DataplaneError> {
         let mut report = SyncReport::default();
-        let usable = |id: u32| {
-            model
-                .real(id)
-                .is_some_and(|r| nexthops.contains_key(&r.addr))
-        };
         let ebpf = self.ebpf_mut();
         {
             let mut settings: Array<&mut MapData, Settings> = Array::try_from(
@@ -86,17 +81,7 @@ impl Dataplane {
                 }
             }
         }
-        let ring_size = model.settings.ring_size as usize;
-        for (index, service) in model.services.iter().enumerate() {
-            let base = service.value.id as usize * ring_size;
-            let wanted = model.ring(index, |real| usable(real) && healthy(index, real));
-            let current = self.rings.read(base, ring_size);
-            let writes = maglev::diff(&current, &wanted);
-            for (slot, real) in &writes {
-                self.rings.write(base + *slot as usize, *real);
-            }
-            report.ring_slots += writes.len();
-        }
+        report.ring_slots = self.update_rings(model, nexthops, healthy);
         let ebpf = self.ebpf_mut();
         {
             let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> = BpfHashMap::try_from(
@@ -213,4 +198,44 @@ where
         previous.services.push((key, value.id));
     }
     Ok(previous)
+}
+
+impl Dataplane {
+    /// Rewrites only the slots of each service's Maglev table that change (see
+    /// [`Dataplane::apply`] for `healthy`); the health path calls this alone, since nothing
+    /// else changes when a check flips. Returns the number of slots written.
+    pub fn update_rings(
+        &mut self,
+        model: &L4Model,
+        nexthops: &HashMap<IpAddr, Nexthop>,
+        healthy: &dyn Fn(usize, u32) -> bool,
+    ) -> usize {
+        let usable = |id: u32| {
+            model
+                .real(id)
+                .is_some_and(|r| nexthops.contains_key(&r.addr))
+        };
+        let mut written = 0;
+        let ring_size = model.settings.ring_size as usize;
+        for (index, service) in model.services.iter().enumerate() {
+            let base = service.value.id as usize * ring_size;
+            let any_healthy = service
+                .members
+                .iter()
+                .any(|(real, _)| usable(*real) && healthy(index, *real));
+            // Fail open: with every real down, forward to all of them rather than to none.
+            let ignore_health =
+                !any_healthy && service.on_all_down == crate::config::AllDown::Forward;
+            let wanted = model.ring(index, |real| {
+                usable(real) && (ignore_health || healthy(index, real))
+            });
+            let current = self.rings.read(base, ring_size);
+            let writes = maglev::diff(&current, &wanted);
+            for (slot, real) in &writes {
+                self.rings.write(base + *slot as usize, *real);
+            }
+            written += writes.len();
+        }
+        written
+    }
 }

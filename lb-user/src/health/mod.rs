@@ -1,0 +1,229 @@
+//! Health checks: one verdict per backend, published as an immutable snapshot (the
+//! [`HealthBoard`]) that the L4 data plane reads (and later the L7 proxy and VRRP tracking).
+//!
+//! Layout: `probe` runs one check (TCP, HTTP, script); `threshold` turns results into a
+//! verdict with HAProxy's rise/fall and interval rules; this file schedules one task per
+//! backend and publishes every change. A slow check only delays its own backend.
+
+pub mod probe;
+pub mod threshold;
+
+use std::{
+    collections::BTreeMap,
+    hash::{BuildHasher as _, Hasher as _},
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use tokio::sync::watch;
+
+use self::{
+    probe::Outcome,
+    threshold::{Tracker, Verdict},
+};
+use crate::{
+    config::{CheckSpec, Config},
+    dataplane::model::L4Model,
+};
+
+/// A backend: (index of the L4 service in the model, real id).
+pub type BackendKey = (usize, u32);
+
+/// What the checks currently say about one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendState {
+    /// Service name.
+    pub service: String,
+    /// Server name (`address:port`).
+    pub server: String,
+    /// Up or down.
+    pub verdict: Verdict,
+    /// The last check, if one ran.
+    pub last: Option<Outcome>,
+    /// When the verdict last changed (or checking started).
+    pub since: SystemTime,
+    /// Checks run.
+    pub checks: u64,
+    /// Verdict changes.
+    pub transitions: u64,
+}
+
+/// The immutable snapshot every reader gets; a new one is published on each check result.
+pub type HealthBoard = Arc<BTreeMap<BackendKey, BackendState>>;
+
+/// One backend to check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its key on the board.
+    pub key: BackendKey,
+    /// Service name.
+    pub service: String,
+    /// Server name (`address:port`).
+    pub server: String,
+    /// Where the check connects (the real, or the check's `addr`/`port`).
+    pub addr: SocketAddr,
+    /// The check.
+    pub check: CheckSpec,
+}
+
+/// The backends of every L4 service that has a check.
+pub fn targets(model: &L4Model, config: &Config) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (index, service) in model.services.iter().enumerate() {
+        let Some(check) = config.resolved.l4.get(index).and_then(|s| s.check.as_ref()) else {
+            continue;
+        };
+        for (real_id, _) in &service.members {
+            let Some(real) = model.real(*real_id) else {
+                continue;
+            };
+            targets.push(Target {
+                key: (index, *real_id),
+                service: service.name.clone(),
+                server: SocketAddr::new(real.addr, real.port).to_string(),
+                addr: SocketAddr::new(
+                    check.addr.unwrap_or(real.addr),
+                    check.port.unwrap_or(real.port),
+                ),
+                check: check.clone(),
+            });
+        }
+    }
+    targets
+}
+
+/// The board before any check ran: every backend up, as HAProxy starts its servers.
+pub fn initial_board(targets: &[Target]) -> HealthBoard {
+    let now = SystemTime::now();
+    Arc::new(
+        targets
+            .iter()
+            .map(|t| {
+                let state = BackendState {
+                    service: t.service.clone(),
+                    server: t.server.clone(),
+                    verdict: Verdict::Up,
+                    last: None,
+                    since: now,
+                    checks: 0,
+                    transitions: 0,
+                };
+                (t.key, state)
+            })
+            .collect(),
+    )
+}
+
+/// A pseudo-random fraction of `span`, so checks of many backends do not fire together.
+fn jitter(span: Duration) -> Duration {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let fraction = (hasher.finish() % 1000) as u32;
+    span * fraction / 1000
+}
+
+/// Starts one checking task per target on the current runtime; each publishes its results
+/// to `board`. The tasks end when the returned set is dropped.
+pub fn spawn(targets: Vec<Target>, board: watch::Sender<HealthBoard>) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in targets {
+        let board = board.clone();
+        tasks.spawn(async move {
+            let timing = target.check.timing;
+            let mut tracker = Tracker::new();
+            // The first check lands somewhere in the first interval.
+            tokio::time::sleep(jitter(timing.inter)).await;
+            loop {
+                let outcome = target
+                    .check
+                    .probe
+                    .run(target.addr, target.check.timeout)
+                    .await;
+                let change = tracker.record(outcome.passed, &timing);
+                publish(&board, &target, &outcome, change);
+                // Up to a tenth of the interval of jitter keeps backends from synchronising.
+                let interval = tracker.next_interval(&timing);
+                tokio::time::sleep(interval + jitter(interval / 10)).await;
+            }
+        });
+    }
+    tasks
+}
+
+fn publish(
+    board: &watch::Sender<HealthBoard>,
+    target: &Target,
+    outcome: &Outcome,
+    change: Option<Verdict>,
+) {
+    board.send_modify(|board| {
+        let map = Arc::make_mut(board);
+        if let Some(state) = map.get_mut(&target.key) {
+            state.checks += 1;
+            state.last = Some(outcome.clone());
+            if let Some(verdict) = change {
+                state.verdict = verdict;
+                state.since = SystemTime::now();
+                state.transitions += 1;
+            }
+        }
+        if let Some(verdict) = change {
+            let active = map
+                .iter()
+                .filter(|((service, _), s)| *service == target.key.0 && s.verdict == Verdict::Up)
+                .count();
+            let word = if verdict == Verdict::Up { "UP" } else { "DOWN" };
+            let code = outcome.code.map(|c| format!(", code: {c}")).unwrap_or_default();
+            tracing::warn!(
+                "Server {}/{} is {word}, reason: {}{code}, check duration: {}ms. {active} active servers left.",
+                target.service,
+                target.server,
+                outcome.reason,
+                outcome.duration.as_millis()
+            );
+        }
+    });
+}
+
+/// Renders the board for `lb stats` (one line per backend).
+pub fn render(board: &BTreeMap<BackendKey, BackendState>) -> String {
+    let now = SystemTime::now();
+    let mut out = format!(
+        "{:<16} {:<28} {:<6} {:<32} {:>10} {:>12}\n",
+        "service", "server", "state", "last check", "duration", "since"
+    );
+    for state in board.values() {
+        let (last, duration) = match &state.last {
+            Some(o) => (
+                format!(
+                    "{}{}",
+                    o.reason,
+                    o.code.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
+                format!("{}ms", o.duration.as_millis()),
+            ),
+            None => ("none yet".into(), "-".into()),
+        };
+        let since = now.duration_since(state.since).map_or(0, |d| d.as_secs());
+        let verdict = if state.verdict == Verdict::Up {
+            "UP"
+        } else {
+            "DOWN"
+        };
+        out.push_str(&format!(
+            "{:<16} {:<28} {:<6} {:<32} {:>10} {:>11}s\n",
+            state.service,
+            state.server,
+            verdict,
+            last.chars().take(32).collect::<String>(),
+            duration,
+            since
+        ));
+    }
+    out
+}

@@ -1,0 +1,178 @@
+//! Netns lab: health checks against real servers that die, hang, answer 500, answer too
+//! slowly, and flap. Detection takes `fall` checks and recovery `rise` checks (measured and
+//! printed against the configured times); the L4 maps follow, so a client's new flows never
+//! reach a real that is down. Needs root.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    agent::{RunningAgent, unique_bpf_dir},
+    require_root,
+    topology::{VIP, balancer_with_reals, real_addr},
+    traffic::{behaviour, controlled_http_server, http_get_from},
+};
+
+const INTER_MS: u64 = 200;
+const FALL: u64 = 3;
+const RISE: u64 = 2;
+const TIMEOUT_MS: u64 = 150;
+
+fn config(bpf_dir: &std::path::Path) -> String {
+    let reals: Vec<String> = (1..=3)
+        .map(|i| format!("{{ addr = \"{}\" }}", real_addr(i)))
+        .collect();
+    format!(
+        "[global]\nbpf_dir = \"{}\"\nxdp_mode = \"generic\"\nring_size = 251\n\n[[interface]]\nname = \"eth0\"\n\n\
+         [[l4]]\nname = \"web\"\nvip = \"{VIP}:80\"\nreals = [{}]\n\
+         check = {{ kind = \"http\", path = \"/health\", inter = \"{INTER_MS}ms\", timeout = \"{TIMEOUT_MS}ms\", \
+         rise = {RISE}, fall = {FALL}, expect_status = [\"200-299\"] }}\n",
+        bpf_dir.display(),
+        reals.join(", ")
+    )
+}
+
+/// The state column of `server` in the agent's health status, if listed.
+fn state(status: &std::path::Path, server: &str) -> Option<String> {
+    let text = std::fs::read_to_string(status).ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(server))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+/// Waits until `server` shows `wanted`; returns how long that took.
+fn wait_for(status: &std::path::Path, server: &str, wanted: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if state(status, server).as_deref() == Some(wanted) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "{server} did not become {wanted} within {limit:?}: {:?}",
+        std::fs::read_to_string(status)
+    );
+}
+
+#[test]
+fn checks_follow_failing_servers_and_steer_new_flows() {
+    require_root();
+    let lab = balancer_with_reals("health", 3)
+        .build()
+        .expect("build the lab");
+    let modes: Vec<Arc<AtomicU8>> = (0..3)
+        .map(|_| Arc::new(AtomicU8::new(behaviour::OK)))
+        .collect();
+    for (i, mode) in modes.iter().enumerate() {
+        let name = format!("real{}", i + 1);
+        let mode = mode.clone();
+        lab.host(&name)
+            .spawn(move || async move {
+                controlled_http_server(
+                    "0.0.0.0:80".parse().expect("addr"),
+                    name,
+                    mode,
+                    Duration::from_secs(120),
+                )
+                .await;
+            })
+            .expect("server");
+    }
+    let bpf_dir = unique_bpf_dir();
+    let _agent =
+        RunningAgent::start(&lab, lab.host("lb"), &config(&bpf_dir), &bpf_dir, &[]).expect("agent");
+    let status = lb::agent::health_status_path(&bpf_dir);
+    let server = |i: usize| format!("{}:80", real_addr(i));
+    for i in 1..=3 {
+        wait_for(&status, &server(i), "UP", Duration::from_secs(5));
+    }
+
+    let configured_down = Duration::from_millis(FALL * INTER_MS);
+    let configured_up = Duration::from_millis(RISE * INTER_MS);
+    // Detection: `fall` failed checks, the first of which comes up to one interval after the
+    // failure starts (checks are not synchronised with it); fastinter = inter here.
+    let down_limit = configured_down + Duration::from_millis(INTER_MS + TIMEOUT_MS + 300);
+    for (what, mode) in [
+        ("dead (connection refused)", behaviour::DEAD),
+        ("answering 500", behaviour::ERROR),
+        ("hanging", behaviour::HANG),
+        ("slower than the timeout", behaviour::SLOW),
+    ] {
+        modes[1].store(mode, Ordering::Relaxed);
+        let took = wait_for(
+            &status,
+            &server(2),
+            "DOWN",
+            down_limit + Duration::from_secs(2),
+        );
+        eprintln!("real2 {what}: DOWN after {took:?} (fall x inter = {configured_down:?})");
+        assert!(
+            took >= configured_down - Duration::from_millis(INTER_MS),
+            "{what}: down too early, {took:?}"
+        );
+        assert!(
+            took <= down_limit,
+            "{what}: down after {took:?}, limit {down_limit:?}"
+        );
+
+        // New flows avoid real2 while it is down.
+        let answers = lab
+            .host("client")
+            .spawn(|| async {
+                let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
+                let mut answers = Vec::new();
+                for port in 0..40u16 {
+                    let bind: SocketAddr =
+                        format!("10.0.1.2:{}", 20000 + port + 100 * u16::from(rand_byte()))
+                            .parse()
+                            .expect("bind");
+                    answers.push(
+                        http_get_from(bind, vip)
+                            .await
+                            .expect("request through the VIP"),
+                    );
+                }
+                answers
+            })
+            .expect("client")
+            .join()
+            .expect("client thread");
+        assert!(
+            answers.iter().all(|a| a != "real2"),
+            "{what}: a new flow reached real2: {answers:?}"
+        );
+
+        modes[1].store(behaviour::OK, Ordering::Relaxed);
+        let up_limit = configured_up + Duration::from_millis(INTER_MS + 300);
+        let took = wait_for(&status, &server(2), "UP", up_limit + Duration::from_secs(2));
+        eprintln!(
+            "real2 recovered from {what}: UP after {took:?} (rise x inter = {configured_up:?})"
+        );
+        assert!(
+            took <= up_limit,
+            "{what}: up after {took:?}, limit {up_limit:?}"
+        );
+    }
+
+    // A flapping server (500 and 200 in turn) never fails `fall` checks in a row: it stays up.
+    modes[2].store(behaviour::ALTERNATE, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(INTER_MS * 10));
+    assert_eq!(
+        state(&status, &server(3)).as_deref(),
+        Some("UP"),
+        "a flapping server was taken down"
+    );
+}
+
+/// A distinct byte per call, so repeated rounds use different client ports.
+fn rand_byte() -> u8 {
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
