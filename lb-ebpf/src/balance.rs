@@ -37,7 +37,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
         family,
     };
     // SAFETY: the value is copied out at once.
-    let Some(service) = (unsafe { LB_SERVICES.get(&key) }).copied() else {
+    let Some(service) = (unsafe { LB_SERVICES.get(key) }).copied() else {
         if settings.flags & SETTINGS_NAT != 0
             && let Some(verdict) = forward::nat_reply(ctx, p, family)
         {

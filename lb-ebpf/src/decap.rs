@@ -87,7 +87,7 @@ fn try_decap(ctx: &XdpContext) -> Option<()> {
         _ => return None,
     };
     // SAFETY: a lookup; the value is not used.
-    unsafe { LB_DECAP_VIPS.get(&key) }?;
+    unsafe { LB_DECAP_VIPS.get(key) }?;
     // Move the Ethernet header up against the inner packet, then drop what is in front of it.
     let eth = ptr_at::<[u8; ETH_HEADER_LEN]>(ctx, 0).ok()?;
     // SAFETY: bounds checked by `ptr_at`.

@@ -179,7 +179,7 @@ pub fn nat(ctx: &XdpContext, p: &Parsed, family: u8, real: &Real) -> Verdict {
         lb_mac,
     };
     // Without the entry the reply could not be turned back: do not forward.
-    if LB_NAT.insert(&back, &entry, 0).is_err() {
+    if LB_NAT.insert(back, entry, 0).is_err() {
         return Verdict::Drop;
     }
     if !rewrite(ctx, p, true, &real.addr, real.port) {
@@ -202,7 +202,7 @@ pub fn nat_reply(ctx: &XdpContext, p: &Parsed, family: u8) -> Option<Verdict> {
         _pad: [0; 2],
     };
     // SAFETY: the value is copied out at once.
-    let entry = unsafe { *LB_NAT.get(&key)? };
+    let entry = unsafe { *LB_NAT.get(key)? };
     count(Counter::NatReply);
     if !rewrite(ctx, p, false, &entry.vip, entry.vip_port) {
         return Some(Verdict::Drop);

@@ -54,7 +54,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, family: u8, settings: &Settings) -> 
         family,
     };
     // SAFETY: the values are copied out at once.
-    let Some(service) = (unsafe { LB_SERVICES.get(&key) }).copied() else {
+    let Some(service) = (unsafe { LB_SERVICES.get(key) }).copied() else {
         return Verdict::Pass;
     };
     if service.flags & SERVICE_ACTIVE == 0 {
@@ -69,7 +69,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, family: u8, settings: &Settings) -> 
         family,
         _pad: [0; 2],
     };
-    let Some(entry) = (unsafe { LB_CONNS.get(&flow) }).copied() else {
+    let Some(entry) = (unsafe { LB_CONNS.get(flow) }).copied() else {
         return Verdict::Pass;
     };
     let Some(real) = real_of(&entry) else {

@@ -73,7 +73,7 @@ pub fn choose(service: &Service, flow: &FlowKey, settings: &Settings) -> Option<
             real_key: real.key,
         };
         // A full table evicts its least recently used entry; failure only costs a re-hash.
-        let _ = LB_CONNS.insert(flow, &entry, 0);
+        let _ = LB_CONNS.insert(flow, entry, 0);
     } else {
         count(Counter::FloodSkip);
     }
