@@ -8,6 +8,7 @@ pub mod agent;
 pub mod config;
 pub mod dataplane;
 pub mod health;
+pub mod vrrp;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.
 pub static LB_EBPF_OBJECT: &[u8] =
