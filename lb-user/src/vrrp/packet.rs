@@ -178,7 +178,9 @@ impl Advert {
         let expected = 8 + usize::from(count) * addr_len + auth_len;
         if bytes.len() < expected {
             return Err(
-                if bytes.len() >= 8 + auth_len && (bytes.len() - 8 - auth_len) % addr_len == 0 {
+                if bytes.len() >= 8 + auth_len
+                    && (bytes.len() - 8 - auth_len).is_multiple_of(addr_len)
+                {
                     PacketError::AddressCount { count }
                 } else {
                     PacketError::Truncated
