@@ -13,6 +13,7 @@ use crate::{
         neigh::{NeighError, Nexthop, Resolver},
     },
     health::{self, HealthBoard, threshold::Verdict},
+    vrrp::{self, instance::Ownership},
 };
 
 /// How long start-up waits for reals' next hops to resolve.
@@ -36,12 +37,19 @@ pub enum AgentError {
 
 /// Checks what only the host can tell: every configured interface exists.
 pub fn check_host(config: &Config) -> Result<(), ConfigError> {
-    for interface in &config.interfaces {
-        let name = interface.name.get_ref();
-        if !interface_exists(name) {
+    let named = config
+        .interfaces
+        .iter()
+        .map(|i| &i.name)
+        .chain(config.vrrp.iter().map(|v| &v.interface));
+    for name in named {
+        if !interface_exists(name.get_ref()) {
             return Err(config.error_at(
-                interface.name.span(),
-                format!("interface `{name}` does not exist on this host (see `ip link`)"),
+                name.span(),
+                format!(
+                    "interface `{}` does not exist on this host (see `ip link`)",
+                    name.get_ref()
+                ),
             ));
         }
     }
@@ -134,6 +142,22 @@ fn write_status(path: &std::path::Path, board: &HealthBoard) {
     }
 }
 
+/// VIPs covered by VRRP instances, and those owned (instance is master) in `ownership`.
+fn vip_ownership(config: &Config, ownership: &Ownership) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let mut covered = Vec::new();
+    let mut owned = Vec::new();
+    for spec in &config.resolved.vrrp {
+        let master = ownership.get(&spec.name).copied().unwrap_or(false);
+        for (vip, _) in &spec.vips {
+            covered.push(*vip);
+            if master {
+                owned.push(*vip);
+            }
+        }
+    }
+    (covered, owned)
+}
+
 async fn serve(
     config: &Config,
     model: &L4Model,
@@ -141,6 +165,11 @@ async fn serve(
     dataplane: &mut Dataplane,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let mut model = model.clone();
+    let (ownership_tx, mut ownership_rx) = watch::channel(Ownership::default());
+    let (covered, owned) = vip_ownership(config, &ownership_rx.borrow_and_update());
+    model.set_vip_ownership(&covered, &owned);
+    let model = &mut model;
     let resolver = Resolver::new()?;
     let addrs = real_addresses(model);
     let mut nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
@@ -165,6 +194,21 @@ async fn serve(
     let status_path = health_status_path(dataplane.bpf_dir());
     write_status(&status_path, &board);
     let _checks = health::spawn(targets, board_tx);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut instances = tokio::task::JoinSet::new();
+    for spec in config.resolved.vrrp.clone() {
+        let ownership = ownership_tx.clone();
+        let mut stop = stop_rx.clone();
+        instances.spawn(async move {
+            let name = spec.name.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(error) = vrrp::instance::run(spec, ownership, stopped).await {
+                tracing::error!(%error, instance = %name, "VRRP instance stopped");
+            }
+        });
+    }
     tracing::info!(
         bpf_dir = %dataplane.bpf_dir().display(),
         interfaces = dataplane.attached().len(),
@@ -175,6 +219,15 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            changed = ownership_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let (covered, owned) = vip_ownership(config, &ownership_rx.borrow_and_update());
+                model.set_vip_ownership(&covered, &owned);
+                let report = dataplane.apply(model, &nexthops, &|i, r| is_up(&board, i, r))?;
+                tracing::info!(owned = ?owned, services_written = report.services, "VIP ownership changed");
+            }
             changed = board_rx.changed() => {
                 if changed.is_err() {
                     continue;
@@ -202,5 +255,8 @@ async fn serve(
     }
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("shutting down");
+    // VRRP masters leave first (priority 0, addresses removed), so backups take over at once.
+    let _ = stop_tx.send(true);
+    while instances.join_next().await.is_some() {}
     Ok(())
 }

@@ -73,3 +73,33 @@ pub fn balancer_with_reals(test: &str, reals: usize) -> LabSpec {
     }
     spec
 }
+
+/// The VIP of [`vrrp_segment`].
+pub const SEGMENT_VIP: &str = "10.0.5.100";
+
+/// Balancer nodes and a client on one switch, for VRRP:
+///
+/// ```text
+/// client 10.0.5.2 --+
+/// node1 10.0.5.11 --+-- switch (bridge)
+/// node2 10.0.5.12 --+   ... the VIP 10.0.5.100/24 floats between the nodes
+/// ```
+pub fn vrrp_segment(test: &str, nodes: usize) -> LabSpec {
+    let mut spec = LabSpec::new(test)
+        .host("client")
+        .host("switch")
+        .bridge("switch", "br0")
+        .veth(("client", "eth0"), ("switch", "pc"))
+        .bridge_port("switch", "br0", "pc")
+        .addr(("client", "eth0"), "10.0.5.2/24");
+    for i in 1..=nodes {
+        let host = format!("node{i}");
+        let port = format!("p{i}");
+        spec = spec
+            .host(&host)
+            .veth((&host, "eth0"), ("switch", &port))
+            .bridge_port("switch", "br0", &port)
+            .addr((&host, "eth0"), &format!("10.0.5.{}/24", 10 + i));
+    }
+    spec
+}

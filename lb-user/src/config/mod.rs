@@ -11,7 +11,7 @@ mod model;
 mod validate;
 
 pub use duration::parse_duration;
-pub use validate::{CheckSpec, RealSpec, Resolved, ServiceSpec};
+pub use validate::{CheckSpec, RealSpec, Resolved, ServiceSpec, VrrpSpec};
 
 pub use load::{ConfigError, load_file, load_str};
 pub use model::{

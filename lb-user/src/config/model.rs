@@ -18,6 +18,9 @@ pub struct Config {
     /// L4 virtual services forwarded in XDP (`[[l4]]` tables, LVS `virtual_server`).
     #[serde(default)]
     pub l4: Vec<L4Service>,
+    /// VRRP instances (`[[vrrp]]` tables, keepalived `vrrp_instance`).
+    #[serde(default)]
+    pub vrrp: Vec<VrrpInstance>,
     /// Where the configuration came from, to locate errors found after loading.
     #[serde(skip)]
     pub origin: Origin,
@@ -325,4 +328,57 @@ impl std::str::FromStr for XdpModeSetting {
             )),
         }
     }
+}
+
+/// One `[[vrrp]]` table: a keepalived `vrrp_instance`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    /// Instance name (`VI_1`), used in logs.
+    pub name: Spanned<String>,
+    /// Interface the instance runs on.
+    pub interface: Spanned<String>,
+    /// Virtual router id, 1-255; must match the peers'.
+    pub vrid: Spanned<u8>,
+    /// Priority, 1-255 (255: address owner).
+    #[serde(default = "default_priority")]
+    pub priority: Spanned<u8>,
+    /// 2 (RFC 3768, IPv4, optional password) or 3 (RFC 5798).
+    #[serde(default = "default_vrrp_version")]
+    pub version: Spanned<u8>,
+    /// Advertisement interval (keepalived `advert_int`), default 1s.
+    pub advert: Option<Spanned<String>>,
+    /// Preempt a lower-priority master (default true; keepalived `nopreempt` = false).
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    /// Do not preempt until this long after start-up.
+    pub preempt_delay: Option<Spanned<String>>,
+    /// Virtual addresses with prefix length (`"10.0.0.100/24"`).
+    pub vips: Vec<Spanned<String>>,
+    /// VRRPv2 simple password (keepalived `auth_type PASS`, `auth_pass`), at most 8 bytes.
+    pub auth_pass: Option<Spanned<String>>,
+    /// Send to these peers instead of the multicast group (keepalived `unicast_peer`).
+    #[serde(default)]
+    pub unicast_peers: Vec<Spanned<String>>,
+    /// Gratuitous ARPs sent on becoming master (keepalived `garp_master_repeat`, default 5).
+    #[serde(default = "default_garp_repeat")]
+    pub garp_master_repeat: u32,
+    /// Re-announce the addresses this often while master (0: never; `garp_master_refresh`).
+    pub garp_master_refresh: Option<Spanned<String>>,
+}
+
+fn default_priority() -> Spanned<u8> {
+    Spanned::new(0..0, 100)
+}
+
+fn default_vrrp_version() -> Spanned<u8> {
+    Spanned::new(0..0, 3)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_garp_repeat() -> u32 {
+    5
 }

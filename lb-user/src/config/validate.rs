@@ -31,16 +31,50 @@ const MAX_CONN_TABLE: u32 = 1 << 26;
 pub struct Resolved {
     /// L4 services in configuration order (the order gives their ids).
     pub l4: Vec<ServiceSpec>,
+    /// VRRP instances.
+    pub vrrp: Vec<VrrpSpec>,
     /// TUN outer source prefix, IPv4.
     pub tunnel_source_v4: (Ipv4Addr, u8),
     /// TUN outer source prefix, IPv6.
     pub tunnel_source_v6: (Ipv6Addr, u8),
 }
 
+/// A checked `[[vrrp]]` instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpSpec {
+    /// Instance name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// Priority.
+    pub priority: u8,
+    /// Protocol version.
+    pub version: crate::vrrp::packet::Version,
+    /// Advertisement interval in centiseconds.
+    pub advert_cs: u16,
+    /// Preempt mode.
+    pub preempt: bool,
+    /// Preempt delay.
+    pub preempt_delay: std::time::Duration,
+    /// Virtual addresses and prefix lengths.
+    pub vips: Vec<(IpAddr, u8)>,
+    /// v2 password.
+    pub password: Option<[u8; 8]>,
+    /// Unicast peers (empty: multicast).
+    pub unicast_peers: Vec<IpAddr>,
+    /// Gratuitous ARPs on becoming master.
+    pub garp_repeat: u32,
+    /// Re-announce interval while master.
+    pub garp_refresh: Option<std::time::Duration>,
+}
+
 impl Default for Resolved {
     fn default() -> Self {
         Resolved {
             l4: Vec::new(),
+            vrrp: Vec::new(),
             tunnel_source_v4: (Ipv4Addr::UNSPECIFIED, 32),
             tunnel_source_v6: (Ipv6Addr::UNSPECIFIED, 128),
         }
@@ -273,8 +307,10 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
             ),
         );
     }
+    let vrrp = validate_vrrp(config)?;
     Ok(Resolved {
         l4,
+        vrrp,
         tunnel_source_v4,
         tunnel_source_v6,
     })
@@ -513,4 +549,171 @@ fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<CheckSpec, Fai
 fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
+    let mut specs: Vec<VrrpSpec> = Vec::new();
+    for instance in &config.vrrp {
+        let name = instance.name.get_ref().clone();
+        if name.is_empty() || specs.iter().any(|s| s.name == name) {
+            return fail(
+                instance.name.span(),
+                format!("VRRP instance names must be unique and non-empty, found `{name}`"),
+            );
+        }
+        let interface = instance.interface.get_ref().clone();
+        if interface.is_empty() || interface.len() > MAX_IFNAME_LEN {
+            return fail(
+                instance.interface.span(),
+                format!("`{interface}` is not an interface name"),
+            );
+        }
+        let vrid = *instance.vrid.get_ref();
+        if vrid == 0 {
+            return fail(instance.vrid.span(), "expected a VRID of 1 to 255".into());
+        }
+        if specs
+            .iter()
+            .any(|s| s.interface == interface && s.vrid == vrid)
+        {
+            return fail(
+                instance.vrid.span(),
+                format!("VRID {vrid} is used twice on `{interface}`"),
+            );
+        }
+        let priority = *instance.priority.get_ref();
+        if priority == 0 {
+            return fail(
+                instance.priority.span(),
+                "expected a priority of 1 to 255 (0 is reserved for a leaving master)".into(),
+            );
+        }
+        let version = match instance.version.get_ref() {
+            2 => crate::vrrp::packet::Version::V2,
+            3 => crate::vrrp::packet::Version::V3,
+            other => {
+                return fail(
+                    instance.version.span(),
+                    format!("expected VRRP version 2 or 3, found {other}"),
+                );
+            }
+        };
+        let advert = duration_of(&instance.advert, std::time::Duration::from_secs(1))?;
+        let advert_cs = advert.as_millis() / 10;
+        let span = instance.advert.as_ref().map(Spanned::span).unwrap_or(0..0);
+        match version {
+            crate::vrrp::packet::Version::V3
+                if !(1..=4095).contains(&advert_cs) || advert.as_millis() % 10 != 0 =>
+            {
+                return fail(
+                    span,
+                    format!(
+                        "VRRPv3 advertises in centiseconds from 10ms to 40.95s, found {advert:?}"
+                    ),
+                );
+            }
+            crate::vrrp::packet::Version::V2
+                if advert.as_millis() % 1000 != 0
+                    || !(1..=255).contains(&(advert.as_millis() / 1000)) =>
+            {
+                return fail(
+                    span,
+                    format!("VRRPv2 advertises in whole seconds from 1s to 255s, found {advert:?}"),
+                );
+            }
+            _ => {}
+        }
+        let mut vips = Vec::new();
+        for vip in &instance.vips {
+            let text = vip.get_ref();
+            let (addr, len) = match text.split_once('/') {
+                Some((a, l)) => (a.parse::<IpAddr>().ok(), l.parse::<u8>().ok()),
+                None => (text.parse::<IpAddr>().ok(), None),
+            };
+            let Some(addr) = addr else {
+                return fail(
+                    vip.span(),
+                    format!("expected an address with prefix length, found `{text}`"),
+                );
+            };
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = len.unwrap_or(max);
+            if len > max {
+                return fail(
+                    vip.span(),
+                    format!("prefix length {len} is too long for {addr}"),
+                );
+            }
+            if version == crate::vrrp::packet::Version::V2 && addr.is_ipv6() {
+                return fail(
+                    vip.span(),
+                    "VRRPv2 carries IPv4 addresses only; use version = 3".into(),
+                );
+            }
+            vips.push((addr, len));
+        }
+        if vips.is_empty() {
+            return fail(
+                instance.name.span(),
+                format!("VRRP instance `{name}` has no vips"),
+            );
+        }
+        if vips.iter().any(|(a, _)| a.is_ipv4() != vips[0].0.is_ipv4()) {
+            return fail(
+                instance.name.span(),
+                "one VRRP instance carries one address family".into(),
+            );
+        }
+        let password = match &instance.auth_pass {
+            None => None,
+            Some(p) if version == crate::vrrp::packet::Version::V3 => {
+                return fail(
+                    p.span(),
+                    "RFC 5798 removed authentication: auth_pass needs version = 2".into(),
+                );
+            }
+            Some(p) if p.get_ref().is_empty() || p.get_ref().len() > 8 => {
+                return fail(
+                    p.span(),
+                    "expected a password of 1 to 8 bytes (as keepalived sends)".into(),
+                );
+            }
+            Some(p) => Some(crate::vrrp::packet::password_bytes(p.get_ref())),
+        };
+        let mut unicast_peers = Vec::new();
+        for peer in &instance.unicast_peers {
+            let addr: IpAddr = peer.get_ref().parse().map_err(|_| {
+                (
+                    peer.span(),
+                    format!("expected an IP address, found `{}`", peer.get_ref()),
+                )
+            })?;
+            unicast_peers.push(addr);
+        }
+        let preempt_delay = match &instance.preempt_delay {
+            None => std::time::Duration::ZERO,
+            Some(d) => parse_duration(d.get_ref()).map_err(|m| (d.span(), m))?,
+        };
+        let garp_refresh = match &instance.garp_master_refresh {
+            None => None,
+            Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| (d.span(), m))?)
+                .filter(|d| !d.is_zero()),
+        };
+        specs.push(VrrpSpec {
+            name,
+            interface,
+            vrid,
+            priority,
+            version,
+            advert_cs: advert_cs as u16,
+            preempt: instance.preempt,
+            preempt_delay,
+            vips,
+            password,
+            unicast_peers,
+            garp_repeat: instance.garp_master_repeat,
+            garp_refresh,
+        });
+    }
+    Ok(specs)
 }

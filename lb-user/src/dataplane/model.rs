@@ -318,6 +318,20 @@ impl L4Model {
         Some((service, self.real(real_id)?))
     }
 
+    /// Marks services active or not by VIP ownership: a service whose VIP belongs to a VRRP
+    /// instance (`covered`) forwards only while that address is `owned` (this node is
+    /// master); any other service always forwards.
+    pub fn set_vip_ownership(&mut self, covered: &[IpAddr], owned: &[IpAddr]) {
+        for service in &mut self.services {
+            let ip = service.vip.ip();
+            if !covered.contains(&ip) || owned.contains(&ip) {
+                service.value.flags |= SERVICE_ACTIVE;
+            } else {
+                service.value.flags &= !SERVICE_ACTIVE;
+            }
+        }
+    }
+
     /// The real with id `id`.
     pub fn real(&self, id: u32) -> Option<&RealModel> {
         self.reals.iter().find(|r| r.id == id)

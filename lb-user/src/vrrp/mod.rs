@@ -1,8 +1,13 @@
 //! VRRP (RFC 5798 v3, RFC 3768 v2), interoperable with keepalived.
 //!
 //! Layout: `packet` encodes and decodes advertisements; `fsm` is the protocol state machine as
-//! a pure function. The runtime that sends and receives them, moves addresses and announces
-//! them comes next (see the VRRP issue's notes).
+//! a pure function; `net` is the raw socket, `addr` the interface's addresses over netlink,
+//! `garp` gratuitous ARP; `instance` runs one instance and publishes which instances are
+//! master (the [`instance::Ownership`] snapshot the data plane reads).
 
+pub mod addr;
 pub mod fsm;
+pub mod garp;
+pub mod instance;
+pub mod net;
 pub mod packet;

@@ -1,0 +1,259 @@
+//! One running VRRP instance: the state machine wired to the socket, the timer, the
+//! interface's addresses, gratuitous ARP, and the ownership snapshot the data plane reads.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{sync::watch, time::Instant};
+
+use super::{
+    addr::{self, AddrError},
+    fsm::{Action, Event, Fsm, Params, State},
+    garp,
+    net::VrrpSocket,
+    packet::{Advert, PacketError},
+};
+use crate::config::VrrpSpec;
+
+/// Which instances are master now, by name: the snapshot the data plane reads to decide which
+/// VIPs it forwards.
+pub type Ownership = Arc<BTreeMap<String, bool>>;
+
+/// Why an instance could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// Netlink failed.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    /// The socket failed.
+    #[error("VRRP socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The interface has no IPv4 address to send from.
+    #[error("interface `{0}` has no IPv4 address of its own to send advertisements from")]
+    NoSource(String),
+    /// IPv6 instances are not run yet.
+    #[error("VRRP over IPv6 is not supported by the runtime yet")]
+    Ipv6,
+}
+
+struct Runtime<'a> {
+    spec: &'a VrrpSpec,
+    handle: rtnetlink::Handle,
+    socket: VrrpSocket,
+    local: Ipv4Addr,
+    interface: addr::Interface,
+    garp: garp::GarpSender,
+    ownership: &'a watch::Sender<Ownership>,
+    timer: Option<Instant>,
+    dropped: BTreeMap<String, u64>,
+}
+
+impl Runtime<'_> {
+    fn advert(&self, priority: u8) -> Advert {
+        Advert {
+            version: self.spec.version,
+            vrid: self.spec.vrid,
+            priority,
+            interval_cs: self.spec.advert_cs,
+            addrs: self.spec.vips.iter().map(|(a, _)| *a).collect(),
+            password: self.spec.password,
+        }
+    }
+
+    fn publish(&self, master: bool) {
+        let name = self.spec.name.clone();
+        self.ownership.send_modify(|o| {
+            Arc::make_mut(o).insert(name, master);
+        });
+    }
+
+    fn announce(&self) {
+        for (vip, _) in &self.spec.vips {
+            if let IpAddr::V4(ip) = vip
+                && let Err(error) = self.garp.send(*ip)
+            {
+                tracing::warn!(%error, instance = %self.spec.name, "gratuitous ARP failed");
+            }
+        }
+    }
+
+    async fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert(priority) => {
+                    let advert = self.advert(priority);
+                    for dst in self.socket.destinations().to_vec() {
+                        let message = advert.encode(IpAddr::V4(self.local), IpAddr::V4(dst));
+                        if let Err(error) = self.socket.send_to(&message, dst) {
+                            tracing::warn!(%error, instance = %self.spec.name, "sending an advertisement failed");
+                        }
+                    }
+                }
+                Action::AddAddresses => {
+                    for (vip, prefix) in &self.spec.vips {
+                        if let Err(error) =
+                            addr::add(&self.handle, self.interface.index, *vip, *prefix).await
+                        {
+                            tracing::error!(%error, instance = %self.spec.name, %vip, "adding the address failed");
+                        }
+                    }
+                    self.publish(true);
+                }
+                Action::RemoveAddresses => {
+                    // Stop forwarding first, then let the addresses go.
+                    self.publish(false);
+                    for (vip, _) in &self.spec.vips {
+                        if let Err(error) =
+                            addr::remove(&self.handle, self.interface.index, *vip).await
+                        {
+                            tracing::error!(%error, instance = %self.spec.name, %vip, "removing the address failed");
+                        }
+                    }
+                }
+                Action::Announce => {
+                    // A burst now; caches that missed it get the refresh, or the next burst.
+                    for _ in 0..self.spec.garp_repeat.max(1) {
+                        self.announce();
+                    }
+                }
+                Action::SetTimer(after) => self.timer = Some(Instant::now() + after),
+                Action::StopTimer => self.timer = None,
+                Action::Entered(state) => {
+                    let word = match state {
+                        State::Initialize => "INIT",
+                        State::Backup => "BACKUP",
+                        State::Master => "MASTER",
+                        State::Fault => "FAULT",
+                    };
+                    tracing::info!("({}) Entering {word} STATE", self.spec.name);
+                }
+            }
+        }
+    }
+
+    /// Checks a received packet against this instance (RFC 5798 7.1); `Err` names why it was
+    /// dropped.
+    fn validate(&self, received: &super::net::Received) -> Result<Advert, PacketError> {
+        if received.ttl != 255 {
+            return Err(PacketError::WrongTtl(received.ttl));
+        }
+        let advert = Advert::decode(
+            &received.payload,
+            IpAddr::V4(received.src),
+            IpAddr::V4(received.dst),
+        )?;
+        if advert.vrid != self.spec.vrid {
+            return Err(PacketError::WrongVrid(advert.vrid));
+        }
+        if advert.version != self.spec.version {
+            return Err(PacketError::BadVersion(received.payload[0] >> 4));
+        }
+        if advert.password != self.spec.password {
+            return Err(PacketError::AuthMismatch);
+        }
+        Ok(advert)
+    }
+}
+
+/// Runs the instance until `shutdown` resolves; then leaves cleanly (priority 0, addresses
+/// removed).
+pub async fn run(
+    spec: VrrpSpec,
+    ownership: watch::Sender<Ownership>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), InstanceError> {
+    if spec.vips.iter().any(|(a, _)| a.is_ipv6()) {
+        return Err(InstanceError::Ipv6);
+    }
+    let (connection, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(connection);
+    let vips: Vec<IpAddr> = spec.vips.iter().map(|(a, _)| *a).collect();
+    let interface = addr::interface(&handle, &spec.interface, &vips).await?;
+    let local = interface
+        .primary_v4
+        .ok_or_else(|| InstanceError::NoSource(spec.interface.clone()))?;
+    let peers: Vec<Ipv4Addr> = spec
+        .unicast_peers
+        .iter()
+        .filter_map(|p| match p {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let socket = VrrpSocket::open(&spec.interface, local, &peers)?;
+    let garp = garp::GarpSender::open(interface.index, interface.mac)?;
+    // Addresses a previous run left behind are not ours until we win the election.
+    for vip in &vips {
+        addr::remove(&handle, interface.index, *vip).await?;
+    }
+    let mut fsm = Fsm::new(Params {
+        version: spec.version,
+        priority: spec.priority,
+        advert_cs: spec.advert_cs,
+        preempt: spec.preempt,
+        preempt_delay: spec.preempt_delay,
+        local_addr: IpAddr::V4(local),
+    });
+    let mut runtime = Runtime {
+        spec: &spec,
+        handle,
+        socket,
+        local,
+        interface,
+        garp,
+        ownership: &ownership,
+        timer: None,
+        dropped: BTreeMap::new(),
+    };
+    let started = Instant::now();
+    let actions = fsm.handle(Event::Startup, Duration::ZERO);
+    runtime.perform(actions).await;
+    let mut refresh = spec.garp_refresh.map(tokio::time::interval);
+    tokio::pin!(shutdown);
+    loop {
+        let timer = runtime.timer;
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = async { tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)).await }, if timer.is_some() => {
+                runtime.timer = None;
+                let actions = fsm.handle(Event::Timer, started.elapsed());
+                runtime.perform(actions).await;
+            }
+            received = runtime.socket.recv() => {
+                let Some(received) = received? else {
+                    *runtime.dropped.entry("truncated".into()).or_default() += 1;
+                    continue;
+                };
+                match runtime.validate(&received) {
+                    Ok(advert) => {
+                        let event = Event::Advert {
+                            from: IpAddr::V4(received.src),
+                            priority: advert.priority,
+                            interval_cs: advert.interval_cs,
+                        };
+                        let actions = fsm.handle(event, started.elapsed());
+                        runtime.perform(actions).await;
+                    }
+                    // Other VRIDs share the group: not worth a log line.
+                    Err(PacketError::WrongVrid(_)) => {}
+                    Err(error) => {
+                        let count = runtime.dropped.entry(error.to_string()).or_default();
+                        *count += 1;
+                        tracing::debug!(instance = %spec.name, from = %received.src, %error, dropped = *count, "advertisement dropped");
+                    }
+                }
+            }
+            _ = async { refresh.as_mut().expect("guarded").tick().await }, if refresh.is_some() && fsm.state() == State::Master => {
+                runtime.announce();
+            }
+        }
+    }
+    let actions = fsm.handle(Event::Shutdown, started.elapsed());
+    runtime.perform(actions).await;
+    Ok(())
+}
