@@ -160,3 +160,107 @@ fn nopreempt_keeps_the_current_master() {
     std::thread::sleep(Duration::from_millis(ADVERT_MS * 10));
     until_answered_by(&lab, "node2", Duration::from_millis(500));
 }
+
+/// Starts a real keepalived in `host` with one VRRP instance for the segment's VIP.
+fn start_keepalived(
+    lab: &Lab,
+    host: &str,
+    priority: u8,
+    version: u8,
+    advert: &str,
+    auth: Option<&str>,
+) -> u32 {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let auth = auth
+        .map(|p| format!("  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n"))
+        .unwrap_or_default();
+    let config = format!(
+        "global_defs {{\n  router_id {host}\n  vrrp_garp_master_delay 0\n}}\n\
+         vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  version {version}\n  virtual_router_id 51\n  \
+         priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {SEGMENT_VIP}/24\n  }}\n}}\n"
+    );
+    let file = dir.join("keepalived.conf");
+    std::fs::write(&file, config).expect("write keepalived.conf");
+    let mut command = lab.host(host).command("keepalived").expect("command");
+    command
+        .args([
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--no-syslog",
+            "--vrrp",
+            "-f",
+        ])
+        .arg(&file)
+        .arg("-p")
+        .arg(dir.join("keepalived.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    lab.start(command)
+        .expect("start keepalived (run `cargo xtask setup`)")
+}
+
+fn lb_config_v2(bpf_dir: &std::path::Path, priority: u8) -> String {
+    format!(
+        "[global]\nbpf_dir = \"{}\"\n\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+         version = 2\nadvert = \"1s\"\nauth_pass = \"secret\"\nvips = [\"{SEGMENT_VIP}/24\"]\n",
+        bpf_dir.display()
+    )
+}
+
+/// keepalived backup, lb master (VRRPv3, 100 ms): lb wins by priority; when lb dies
+/// keepalived takes over; when lb comes back it preempts keepalived.
+#[test]
+fn interop_v3_lb_master_keepalived_backup() {
+    require_root();
+    let lab = vrrp_segment("ka-v3", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    start_keepalived(&lab, "node2", 100, 3, "0.1", None);
+    let dir = unique_bpf_dir();
+    let lb = RunningAgent::start(
+        &lab,
+        lab.host("node1"),
+        &lb_config(&dir, 150, true),
+        &dir,
+        &[],
+    )
+    .expect("lb");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+    lab.stop(lb.pid(), Signal::SIGKILL).expect("kill lb");
+    let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
+    eprintln!("v3: lb killed, keepalived answers after {took:?}");
+    let _lb = RunningAgent::start(
+        &lab,
+        lab.host("node1"),
+        &lb_config(&dir, 150, true),
+        &dir,
+        &[],
+    )
+    .expect("lb again");
+    let took = until_answered_by(&lab, "node1", Duration::from_secs(3));
+    eprintln!("v3: lb back, preempts keepalived after {took:?}");
+}
+
+/// keepalived master, lb backup (VRRPv2 with PASS, 1 s): lb accepts keepalived's adverts and
+/// stays backup; when keepalived stops cleanly (it sends priority 0), lb takes over fast.
+#[test]
+fn interop_v2_pass_keepalived_master_lb_backup() {
+    require_root();
+    let lab = vrrp_segment("ka-v2", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    let keepalived = start_keepalived(&lab, "node2", 150, 2, "1", Some("secret"));
+    let dir = unique_bpf_dir();
+    let _lb = RunningAgent::start(&lab, lab.host("node1"), &lb_config_v2(&dir, 100), &dir, &[])
+        .expect("lb");
+    until_answered_by(&lab, "node2", Duration::from_secs(6));
+    // Well past lb's master down interval (3.6 s): lb must have stayed backup.
+    std::thread::sleep(Duration::from_secs(4));
+    until_answered_by(&lab, "node2", Duration::from_millis(500));
+    lab.stop(keepalived, Signal::SIGTERM)
+        .expect("stop keepalived");
+    let took = until_answered_by(&lab, "node1", Duration::from_secs(5));
+    eprintln!("v2: keepalived stopped, lb answers after {took:?} (skew 0.61 s)");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
