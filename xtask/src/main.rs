@@ -37,7 +37,8 @@ enum Task {
     /// Build everything, bring up a netns lab, run the agent on it, send traffic, print what
     /// the agent counted, tear it all down (needs root).
     Demo,
-    /// Run a benchmark and print its table (needs root). Known: l4.
+    /// Run a benchmark and print its table (needs root): l4 (per packet and end to end),
+    /// l4-packet, l4-e2e, failover.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "l4")]

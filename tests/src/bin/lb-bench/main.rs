@@ -201,8 +201,12 @@ fn main() -> anyhow::Result<()> {
         }
         Some("l4-packet") => l4_per_packet(),
         Some("l4-e2e") => e2e::l4_end_to_end(),
-        Some(other) => bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e)"),
+        Some("failover") => failover::failover(),
+        Some(other) => {
+            bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover)")
+        }
     }
 }
 
 mod e2e;
+mod failover;
