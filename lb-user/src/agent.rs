@@ -199,12 +199,13 @@ async fn serve(
     for spec in config.resolved.vrrp.clone() {
         let ownership = ownership_tx.clone();
         let mut stop = stop_rx.clone();
+        let board = Some(board_rx.clone());
         instances.spawn(async move {
             let name = spec.name.clone();
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(error) = vrrp::instance::run(spec, ownership, stopped).await {
+            if let Err(error) = vrrp::instance::run(spec, ownership, board, stopped).await {
                 tracing::error!(%error, instance = %name, "VRRP instance stopped");
             }
         });

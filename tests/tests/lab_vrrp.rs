@@ -264,3 +264,75 @@ fn interop_v2_pass_keepalived_master_lb_backup() {
     eprintln!("v2: keepalived stopped, lb answers after {took:?} (skew 0.61 s)");
     assert!(took < Duration::from_millis(1500), "{took:?}");
 }
+
+fn executable(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// A failing `track_script` with weight -60 drops the master below the backup, which
+/// preempts; an uplink whose carrier goes away puts the master in FAULT; notify scripts run
+/// with keepalived's arguments.
+#[test]
+fn tracking_moves_the_vip() {
+    require_root();
+    let lab = vrrp_segment("track", 2)
+        .veth(("node1", "uplink"), ("switch", "up1"))
+        .build()
+        .expect("build the lab");
+    serve_names(&lab, 2);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let fail_flag = scratch.path().join("fail");
+    let check = executable(
+        scratch.path(),
+        "check.sh",
+        &format!("test ! -e {}", fail_flag.display()),
+    );
+    let notes = scratch.path().join("notes");
+    let notify = executable(
+        scratch.path(),
+        "notify.sh",
+        &format!("echo \"$@\" >> {}", notes.display()),
+    );
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let node1 = format!(
+        "{}track_interfaces = [\"uplink\"]\ntrack_scripts = [{{ script = \"{}\", interval = \"100ms\", weight = -60 }}]\n\
+         notify = \"{}\"\n",
+        lb_config(&dir1, 150, true),
+        check.display(),
+        notify.display()
+    );
+    let _backup = RunningAgent::start(
+        &lab,
+        lab.host("node2"),
+        &lb_config(&dir2, 100, true),
+        &dir2,
+        &[],
+    )
+    .expect("node2");
+    let _master = RunningAgent::start(&lab, lab.host("node1"), &node1, &dir1, &[]).expect("node1");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+
+    std::fs::write(&fail_flag, "").expect("flag");
+    let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
+    eprintln!("track script failing: node2 answers after {took:?}");
+    std::fs::remove_file(&fail_flag).expect("flag");
+    until_answered_by(&lab, "node1", Duration::from_secs(3));
+
+    let down = lab
+        .host("switch")
+        .command("ip")
+        .expect("ip")
+        .args(["link", "set", "up1", "down"])
+        .status()
+        .expect("ip");
+    assert!(down.success());
+    let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
+    eprintln!("tracked uplink down: node2 answers after {took:?}");
+    let notes = std::fs::read_to_string(&notes).unwrap_or_default();
+    assert!(notes.contains("INSTANCE VI_1 MASTER 150"), "{notes}");
+    assert!(notes.contains("INSTANCE VI_1 FAULT"), "{notes}");
+}

@@ -11,7 +11,9 @@ mod model;
 mod validate;
 
 pub use duration::parse_duration;
-pub use validate::{CheckSpec, RealSpec, Resolved, ServiceSpec, VrrpSpec};
+pub use validate::{
+    CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, TrackScriptSpec, VrrpSpec,
+};
 
 pub use load::{ConfigError, load_file, load_str};
 pub use model::{

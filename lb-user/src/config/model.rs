@@ -365,6 +365,64 @@ pub struct VrrpInstance {
     pub garp_master_repeat: u32,
     /// Re-announce the addresses this often while master (0: never; `garp_master_refresh`).
     pub garp_master_refresh: Option<Spanned<String>>,
+    /// Interfaces whose link going down puts the instance in FAULT (keepalived
+    /// `track_interface`).
+    #[serde(default)]
+    pub track_interfaces: Vec<Spanned<String>>,
+    /// Scripts whose result moves the priority or causes FAULT (keepalived `track_script`).
+    #[serde(default)]
+    pub track_scripts: Vec<TrackScript>,
+    /// L4 services whose health moves the priority or causes FAULT: failing means no real of
+    /// the service is up.
+    #[serde(default)]
+    pub track_services: Vec<TrackService>,
+    /// Run on entering MASTER (keepalived `notify_master`).
+    pub notify_master: Option<Spanned<String>>,
+    /// Run on entering BACKUP.
+    pub notify_backup: Option<Spanned<String>>,
+    /// Run on entering FAULT.
+    pub notify_fault: Option<Spanned<String>>,
+    /// Run when the instance stops.
+    pub notify_stop: Option<Spanned<String>>,
+    /// Run on every change with keepalived's arguments: `INSTANCE <name> <state> <priority>`.
+    pub notify: Option<Spanned<String>>,
+}
+
+/// A `track_script` entry (keepalived `vrrp_script`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    /// Program to run; exit status 0 is success.
+    pub script: Spanned<String>,
+    /// Time between runs (default 2s).
+    pub interval: Option<Spanned<String>>,
+    /// Time a run may take (default: the interval).
+    pub timeout: Option<Spanned<String>>,
+    /// Priority change: negative is added while failing, positive while succeeding; 0 (the
+    /// default) means failing puts the instance in FAULT.
+    #[serde(default)]
+    pub weight: i32,
+    /// Consecutive successes to count as succeeding (default 1).
+    #[serde(default = "default_one")]
+    pub rise: u32,
+    /// Consecutive failures to count as failing (default 1).
+    #[serde(default = "default_one")]
+    pub fall: u32,
+}
+
+/// A `track_services` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackService {
+    /// Name of an `[[l4]]` service with a check.
+    pub service: Spanned<String>,
+    /// As for scripts: negative while failing; 0 means FAULT.
+    #[serde(default)]
+    pub weight: i32,
+}
+
+fn default_one() -> u32 {
+    1
 }
 
 fn default_priority() -> Spanned<u8> {

@@ -68,6 +68,46 @@ pub struct VrrpSpec {
     pub garp_repeat: u32,
     /// Re-announce interval while master.
     pub garp_refresh: Option<std::time::Duration>,
+    /// Tracked interfaces.
+    pub track_interfaces: Vec<String>,
+    /// Tracked scripts.
+    pub track_scripts: Vec<TrackScriptSpec>,
+    /// Tracked services: (index in `l4`, weight).
+    pub track_services: Vec<(usize, i32)>,
+    /// Notify programs.
+    pub notify: NotifySpec,
+}
+
+/// A checked track script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackScriptSpec {
+    /// Program.
+    pub path: std::path::PathBuf,
+    /// Interval between runs.
+    pub interval: std::time::Duration,
+    /// Timeout of a run.
+    pub timeout: std::time::Duration,
+    /// Weight (0: FAULT).
+    pub weight: i32,
+    /// Rise.
+    pub rise: u32,
+    /// Fall.
+    pub fall: u32,
+}
+
+/// Notify programs of an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifySpec {
+    /// On MASTER.
+    pub master: Option<std::path::PathBuf>,
+    /// On BACKUP.
+    pub backup: Option<std::path::PathBuf>,
+    /// On FAULT.
+    pub fault: Option<std::path::PathBuf>,
+    /// On stop.
+    pub stop: Option<std::path::PathBuf>,
+    /// On every change, with keepalived's arguments.
+    pub any: Option<std::path::PathBuf>,
 }
 
 impl Default for Resolved {
@@ -699,6 +739,77 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| (d.span(), m))?)
                 .filter(|d| !d.is_zero()),
         };
+        let executable =
+            |value: &Option<Spanned<String>>| -> Result<Option<std::path::PathBuf>, Failure> {
+                match value {
+                    None => Ok(None),
+                    Some(v) => {
+                        let path = std::path::PathBuf::from(v.get_ref());
+                        if !is_executable(&path) {
+                            return fail(
+                                v.span(),
+                                format!("`{}` is not an executable file", path.display()),
+                            );
+                        }
+                        Ok(Some(path))
+                    }
+                }
+            };
+        let notify = NotifySpec {
+            master: executable(&instance.notify_master)?,
+            backup: executable(&instance.notify_backup)?,
+            fault: executable(&instance.notify_fault)?,
+            stop: executable(&instance.notify_stop)?,
+            any: executable(&instance.notify)?,
+        };
+        let mut track_scripts = Vec::new();
+        for track in &instance.track_scripts {
+            let path = executable(&Some(track.script.clone()))?.expect("given");
+            let interval = duration_of(&track.interval, std::time::Duration::from_secs(2))?;
+            let timeout = duration_of(&track.timeout, interval)?;
+            if track.rise == 0 || track.fall == 0 {
+                return fail(
+                    track.script.span(),
+                    "track script rise and fall must be at least 1".into(),
+                );
+            }
+            if !(-254..=254).contains(&track.weight) {
+                return fail(
+                    track.script.span(),
+                    format!("expected a weight of -254 to 254, found {}", track.weight),
+                );
+            }
+            track_scripts.push(TrackScriptSpec {
+                path,
+                interval,
+                timeout,
+                weight: track.weight,
+                rise: track.rise,
+                fall: track.fall,
+            });
+        }
+        let mut track_services = Vec::new();
+        for track in &instance.track_services {
+            let wanted = track.service.get_ref();
+            let Some(index) = config.l4.iter().position(|s| s.name.get_ref() == wanted) else {
+                return fail(
+                    track.service.span(),
+                    format!("no [[l4]] service is called `{wanted}`"),
+                );
+            };
+            if config.l4[index].check.is_none() {
+                return fail(
+                    track.service.span(),
+                    format!("service `{wanted}` has no check to track"),
+                );
+            }
+            track_services.push((index, track.weight));
+        }
+        let track_interfaces = instance
+            .track_interfaces
+            .iter()
+            .map(|i| i.get_ref().clone())
+            .collect();
         specs.push(VrrpSpec {
             name,
             interface,
@@ -713,6 +824,10 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             unicast_peers,
             garp_repeat: instance.garp_master_repeat,
             garp_refresh,
+            track_interfaces,
+            track_scripts,
+            track_services,
+            notify,
         });
     }
     Ok(specs)

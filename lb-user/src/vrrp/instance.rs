@@ -17,6 +17,7 @@ use super::{
     garp,
     net::VrrpSocket,
     packet::{Advert, PacketError},
+    track,
 };
 use crate::config::VrrpSpec;
 
@@ -51,6 +52,7 @@ struct Runtime<'a> {
     ownership: &'a watch::Sender<Ownership>,
     timer: Option<Instant>,
     dropped: BTreeMap<String, u64>,
+    priority: u8,
 }
 
 impl Runtime<'_> {
@@ -131,6 +133,49 @@ impl Runtime<'_> {
                         State::Fault => "FAULT",
                     };
                     tracing::info!("({}) Entering {word} STATE", self.spec.name);
+                    self.notify(state);
+                }
+            }
+        }
+    }
+
+    /// Runs the notify programs for `state` (keepalived's `notify_*`; the generic one gets
+    /// `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`). They run detached: a slow
+    /// script never holds up the protocol.
+    fn notify(&self, state: State) {
+        let notify = &self.spec.notify;
+        let (specific, word) = match state {
+            State::Master => (&notify.master, "MASTER"),
+            State::Backup => (&notify.backup, "BACKUP"),
+            State::Fault => (&notify.fault, "FAULT"),
+            State::Initialize => (&notify.stop, "STOP"),
+        };
+        let priority = self.priority.to_string();
+        let runs = specific
+            .iter()
+            .map(|p| (p.clone(), Vec::new()))
+            .chain(notify.any.iter().map(|p| {
+                let args = vec![
+                    "INSTANCE".to_string(),
+                    self.spec.name.clone(),
+                    word.to_string(),
+                    priority.clone(),
+                ];
+                (p.clone(), args)
+            }));
+        for (path, args) in runs {
+            match tokio::process::Command::new(&path)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(mut child) => {
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, script = %path.display(), "notify script failed to start")
                 }
             }
         }
@@ -165,6 +210,7 @@ impl Runtime<'_> {
 pub async fn run(
     spec: VrrpSpec,
     ownership: watch::Sender<Ownership>,
+    board: Option<watch::Receiver<crate::health::HealthBoard>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), InstanceError> {
     if spec.vips.iter().any(|(a, _)| a.is_ipv6()) {
@@ -209,7 +255,10 @@ pub async fn run(
         ownership: &ownership,
         timer: None,
         dropped: BTreeMap::new(),
+        priority: spec.priority,
     };
+    let (mut tracking, _tracking_tasks) = track::spawn(&spec, board);
+    let mut in_fault = false;
     let started = Instant::now();
     let actions = fsm.handle(Event::Startup, Duration::ZERO);
     runtime.perform(actions).await;
@@ -219,6 +268,30 @@ pub async fn run(
         let timer = runtime.timer;
         tokio::select! {
             () = &mut shutdown => break,
+            changed = tracking.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let now = *tracking.borrow_and_update();
+                // The address owner's 255 is never adjusted (RFC 5798 owner semantics).
+                let priority = if spec.priority == 255 {
+                    255
+                } else {
+                    (i32::from(spec.priority) + now.delta).clamp(1, 254) as u8
+                };
+                if priority != fsm.priority() {
+                    tracing::info!("({}) Changing effective priority from {} to {priority}", spec.name, fsm.priority());
+                    runtime.priority = priority;
+                    let actions = fsm.handle(Event::Priority(priority), started.elapsed());
+                    runtime.perform(actions).await;
+                }
+                if now.fault != in_fault {
+                    in_fault = now.fault;
+                    let event = if now.fault { Event::Fault } else { Event::FaultCleared };
+                    let actions = fsm.handle(event, started.elapsed());
+                    runtime.perform(actions).await;
+                }
+            }
             () = async { tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)).await }, if timer.is_some() => {
                 runtime.timer = None;
                 let actions = fsm.handle(Event::Timer, started.elapsed());
