@@ -336,3 +336,81 @@ fn tracking_moves_the_vip() {
     assert!(notes.contains("INSTANCE VI_1 MASTER 150"), "{notes}");
     assert!(notes.contains("INSTANCE VI_1 FAULT"), "{notes}");
 }
+
+/// Dual master: two instances (two VRIDs, two VIPs) on the same interfaces, each node master
+/// of one; unicast advertisements between the nodes instead of multicast.
+#[test]
+fn dual_master_with_unicast_peers() {
+    require_root();
+    let lab = vrrp_segment("dual", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    let second_vip = "10.0.5.101";
+    let config = |dir: &std::path::Path, peer: usize, p51: u8, p52: u8| {
+        format!(
+            "[global]\nbpf_dir = \"{}\"\n\n\
+             [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {p51}\nadvert = \"100ms\"\n\
+             vips = [\"{SEGMENT_VIP}/24\"]\nunicast_peers = [\"10.0.5.{}\"]\n\n\
+             [[vrrp]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvrid = 52\npriority = {p52}\nadvert = \"100ms\"\n\
+             vips = [\"{second_vip}/24\"]\nunicast_peers = [\"10.0.5.{}\"]\n",
+            dir.display(),
+            10 + peer,
+            10 + peer
+        )
+    };
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let _n1 = RunningAgent::start(
+        &lab,
+        lab.host("node1"),
+        &config(&dir1, 2, 150, 100),
+        &dir1,
+        &[],
+    )
+    .expect("node1");
+    let n2 = RunningAgent::start(
+        &lab,
+        lab.host("node2"),
+        &config(&dir2, 1, 100, 150),
+        &dir2,
+        &[],
+    )
+    .expect("node2");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+    let second: SocketAddr = format!("{second_vip}:7000").parse().expect("vip");
+    let owner = lab
+        .host("client")
+        .spawn(move || async move {
+            let start = Instant::now();
+            loop {
+                if let Some(name) = who(second).await
+                    && (name == "node2" || start.elapsed() > Duration::from_secs(5))
+                {
+                    return name;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .expect("client")
+        .join()
+        .expect("client thread");
+    assert_eq!(owner, "node2", "node2 should own the second VIP");
+    // node2 stops: node1 owns both.
+    lab.stop(n2.pid(), Signal::SIGTERM).expect("stop node2");
+    let took = lab
+        .host("client")
+        .spawn(move || async move {
+            let start = Instant::now();
+            while who(second).await.as_deref() != Some("node1") {
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "node1 did not take the second VIP"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            start.elapsed()
+        })
+        .expect("client")
+        .join()
+        .expect("client thread");
+    eprintln!("dual master: node1 took the second VIP after {took:?}");
+    until_answered_by(&lab, "node1", Duration::from_millis(500));
+}
