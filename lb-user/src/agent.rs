@@ -6,13 +6,14 @@ use std::{collections::HashMap, future::Future, net::IpAddr, path::PathBuf, time
 use tokio::sync::watch;
 
 use crate::{
+    admin,
     config::{Config, ConfigError, XdpModeSetting},
     dataplane::{
         Dataplane, DataplaneError, MapSizes,
         model::L4Model,
         neigh::{NeighError, Nexthop, Resolver},
     },
-    health::{self, HealthBoard, threshold::Verdict},
+    health::{self, HealthBoard},
     vrrp::{self, instance::Ownership},
 };
 
@@ -114,9 +115,7 @@ pub async fn run(
 
 /// True when the board has no entry for the backend (no check) or says it is up.
 fn is_up(board: &HealthBoard, service: usize, real: u32) -> bool {
-    board
-        .get(&(service, real))
-        .is_none_or(|s| s.verdict == Verdict::Up)
+    board.get(&(service, real)).is_none_or(|s| s.in_service())
 }
 
 /// Where `lb stats -c` finds the health board of the agent pinning to `bpf_dir`.
@@ -193,7 +192,15 @@ async fn serve(
     }
     let status_path = health_status_path(dataplane.bpf_dir());
     write_status(&status_path, &board);
-    let _checks = health::spawn(targets, board_tx);
+    let _checks = health::spawn(targets, board_tx.clone());
+    let api_path = admin::socket_path(dataplane.bpf_dir());
+    let _api = match admin::listen(&api_path) {
+        Ok(listener) => Some(tokio::spawn(admin::serve(listener, board_tx))),
+        Err(error) => {
+            tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
+            None
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut instances = tokio::task::JoinSet::new();
     for spec in config.resolved.vrrp.clone() {
@@ -234,7 +241,7 @@ async fn serve(
                     continue;
                 }
                 let fresh = board_rx.borrow_and_update().clone();
-                let flipped = fresh.iter().any(|(k, s)| board.get(k).is_none_or(|old| old.verdict != s.verdict));
+                let flipped = fresh.iter().any(|(k, s)| board.get(k).is_none_or(|old| old.in_service() != s.in_service()));
                 board = fresh;
                 if flipped {
                     let started = std::time::Instant::now();
@@ -255,6 +262,7 @@ async fn serve(
         }
     }
     let _ = std::fs::remove_file(&status_path);
+    let _ = std::fs::remove_file(&api_path);
     tracing::info!("shutting down");
     // VRRP masters leave first (priority 0, addresses removed), so backups take over at once.
     let _ = stop_tx.send(true);

@@ -2,8 +2,9 @@
 //! integration tests drive the same code.
 //!
 //! Layout: `config` (the TOML file), `dataplane` (the XDP object and its maps), `health`
-//! (checks and the HealthBoard), `agent` (the `lb run` lifecycle wiring them together).
+//! (checks and the HealthBoard), `vrrp`, `admin` (the runtime API), `agent` (the `lb run` lifecycle wiring them together).
 
+pub mod admin;
 pub mod agent;
 pub mod config;
 pub mod dataplane;

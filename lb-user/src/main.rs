@@ -61,6 +61,19 @@ enum Command {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
+    /// Send a command to the running agent's runtime API (`show servers`,
+    /// `set server <service>/<server> state <ready|drain|maint>`).
+    Ctl {
+        /// bpffs directory of the agent (global.bpf_dir; taken from the config with -c).
+        #[arg(long)]
+        bpf_dir: Option<PathBuf>,
+        /// Configuration of the running agent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The command's words.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
     /// Real-server side of TUN mode: strip IPIP / IP6IP6 for these VIPs (this kernel has no
     /// tunnel module), until SIGINT or SIGTERM.
     Decap {
@@ -112,16 +125,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             let loaded = config::load_file(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(async {
-                let mut terminate =
-                    signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-                let mut interrupt =
-                    signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-                let shutdown = async move {
-                    tokio::select! {
-                        _ = terminate.recv() => {},
-                        _ = interrupt.recv() => {},
-                    }
-                };
+                let shutdown = shutdown_signal()?;
                 lb::agent::run(loaded, xdp_mode, shutdown).await?;
                 anyhow::Ok(())
             })
@@ -131,6 +135,34 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => stats(bpf_dir, config, json),
+        Command::Ctl {
+            bpf_dir,
+            config,
+            command,
+        } => {
+            let bpf_dir = match (bpf_dir, config) {
+                (Some(dir), _) => dir,
+                (None, Some(config)) => config::load_file(&config)?.global.bpf_dir,
+                (None, None) => PathBuf::from(lb_common::maps::DEFAULT_PIN_DIR),
+            };
+            let path = lb::admin::socket_path(&bpf_dir);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let answer = runtime
+                .block_on(lb::admin::request(&path, &command.join(" ")))
+                .with_context(|| {
+                    format!(
+                        "talking to the agent at {} (is `lb run` running?)",
+                        path.display()
+                    )
+                })?;
+            print!("{answer}");
+            if answer.starts_with("error:") {
+                anyhow::bail!("the agent refused the command");
+            }
+            Ok(())
+        }
         Command::Simulate {
             config,
             client,

@@ -161,6 +161,60 @@ fn checks_follow_failing_servers_and_steer_new_flows() {
         );
     }
 
+    // An operator drains real1 through the runtime API: new flows avoid it, checks go on.
+    let ctl = |words: &[&str]| {
+        let output = std::process::Command::new(lb_tests::agent::lb_binary().expect("lb"))
+            .arg("ctl")
+            .arg("--bpf-dir")
+            .arg(&bpf_dir)
+            .args(words)
+            .output()
+            .expect("lb ctl");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let server1 = server(1);
+    assert_eq!(
+        ctl(&["set", "server", &format!("web/{server1}"), "state", "drain"]),
+        (true, "ok\n".to_string())
+    );
+    assert_eq!(state(&status, &server1).as_deref(), Some("DRAIN"));
+    let answers = lab
+        .host("client")
+        .spawn(|| async {
+            let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
+            let mut answers = Vec::new();
+            for port in 0..40u16 {
+                let bind: SocketAddr = format!("10.0.1.2:{}", 40000 + port).parse().expect("bind");
+                answers.push(
+                    http_get_from(bind, vip)
+                        .await
+                        .expect("request through the VIP"),
+                );
+            }
+            answers
+        })
+        .expect("client")
+        .join()
+        .expect("client thread");
+    assert!(
+        answers.iter().all(|a| a != "real1"),
+        "a new flow reached the drained real1: {answers:?}"
+    );
+    assert!(ctl(&["show", "servers"]).1.contains("DRAIN"));
+    assert_eq!(
+        ctl(&["set", "server", "web/10.9.9.9:80", "state", "maint"]).0,
+        false,
+        "unknown server accepted"
+    );
+    assert_eq!(
+        ctl(&["set", "server", &format!("web/{server1}"), "state", "ready"]),
+        (true, "ok\n".to_string())
+    );
+    assert_eq!(state(&status, &server1).as_deref(), Some("UP"));
+
     // A flapping server (500 and 200 in turn) never fails `fall` checks in a row: it stays up.
     modes[2].store(behaviour::ALTERNATE, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(INTER_MS * 10));

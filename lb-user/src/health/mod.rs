@@ -47,6 +47,61 @@ pub struct BackendState {
     pub checks: u64,
     /// Verdict changes.
     pub transitions: u64,
+    /// What an operator set (HAProxy's `set server ... state`).
+    pub admin: Admin,
+}
+
+/// Operator states of a backend, set at run time (`lb ctl set server ... state ...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Admin {
+    /// In service when its checks pass.
+    #[default]
+    Ready,
+    /// No new flows; established ones continue (HAProxy `drain`, LVS weight 0).
+    Drain,
+    /// Out of service whatever the checks say (HAProxy `maint`).
+    Maint,
+}
+
+impl BackendState {
+    /// Takes new flows: checks pass and the operator has not taken it out.
+    pub fn in_service(&self) -> bool {
+        self.verdict == Verdict::Up && self.admin == Admin::Ready
+    }
+
+    /// The state word `lb stats` prints.
+    pub fn word(&self) -> &'static str {
+        match (self.admin, self.verdict) {
+            (Admin::Maint, _) => "MAINT",
+            (Admin::Drain, _) => "DRAIN",
+            (Admin::Ready, Verdict::Up) => "UP",
+            (Admin::Ready, Verdict::Down) => "DOWN",
+        }
+    }
+}
+
+/// Sets the operator state of `service/server` on the board; false if there is no such
+/// backend. A changed board is published to every reader like a check result.
+pub fn set_admin(
+    board: &watch::Sender<HealthBoard>,
+    service: &str,
+    server: &str,
+    admin: Admin,
+) -> bool {
+    let mut found = false;
+    board.send_modify(|board| {
+        for state in Arc::make_mut(board).values_mut() {
+            if state.service == service && state.server == server {
+                state.admin = admin;
+                state.since = SystemTime::now();
+                found = true;
+            }
+        }
+    });
+    if found {
+        tracing::warn!("Server {service}/{server} is going {admin:?} (operator request)");
+    }
+    found
 }
 
 /// The immutable snapshot every reader gets; a new one is published on each check result.
@@ -108,6 +163,7 @@ pub fn initial_board(targets: &[Target]) -> HealthBoard {
                     since: now,
                     checks: 0,
                     transitions: 0,
+                    admin: Admin::Ready,
                 };
                 (t.key, state)
             })
@@ -210,11 +266,7 @@ pub fn render(board: &BTreeMap<BackendKey, BackendState>) -> String {
             None => ("none yet".into(), "-".into()),
         };
         let since = now.duration_since(state.since).map_or(0, |d| d.as_secs());
-        let verdict = if state.verdict == Verdict::Up {
-            "UP"
-        } else {
-            "DOWN"
-        };
+        let verdict = state.word();
         out.push_str(&format!(
             "{:<16} {:<28} {:<6} {:<32} {:>10} {:>11}s\n",
             state.service,
