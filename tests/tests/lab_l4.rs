@@ -256,3 +256,41 @@ fn long_lived_flow_survives_real_removal_and_agent_kill() {
         .expect("stop");
     assert!(status.success());
 }
+
+/// Two balancer nodes with the same configuration (separate labs: separate kernels' maps,
+/// separate agents) send every flow to the same real, so a VRRP failover keeps flows on
+/// their servers.
+#[test]
+fn two_nodes_with_the_same_config_agree_on_every_flow() {
+    require_root();
+    let run = |name: &str| -> Vec<String> {
+        let lab = balancer_with_reals(name, REALS)
+            .build()
+            .expect("build the lab");
+        serve_http(&lab, 80);
+        let bpf_dir = unique_bpf_dir();
+        let text = l4_config(&bpf_dir, "dr", 80, &[(1, 1), (2, 1), (3, 2)], None);
+        let _agent =
+            RunningAgent::start(&lab, lab.host("lb"), &text, &bpf_dir, &[]).expect("agent");
+        let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
+        lab.host("client")
+            .spawn(move || async move {
+                let mut answers = Vec::new();
+                for i in 0..60u16 {
+                    let bind: SocketAddr = format!("10.0.1.2:{}", 45000 + i).parse().expect("bind");
+                    answers.push(http_get_from(bind, vip).await.expect("request"));
+                }
+                answers
+            })
+            .expect("client")
+            .join()
+            .expect("client thread")
+    };
+    let first = run("node-a");
+    let second = run("node-b");
+    assert_eq!(
+        first, second,
+        "the two nodes chose different reals for the same flows"
+    );
+    assert!(first.iter().any(|a| a == "real1") && first.iter().any(|a| a == "real3"));
+}
