@@ -5,8 +5,7 @@ use lb_common::{
     counters::Counter,
     hash::flow_hash,
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT,
-        ServiceKey,
+        FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT, ServiceKey,
     },
 };
 
@@ -49,15 +48,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
         count(Counter::VipInactive);
         return Verdict::Pass;
     }
-    let flow = FlowKey {
-        src: p.src,
-        dst: p.dst,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        protocol: p.protocol,
-        family,
-        _pad: [0; 2],
-    };
+    let flow = p.flow_key(family);
     let Some(choice) = select::choose(&service, &flow, &settings) else {
         count(Counter::NoReal);
         return Verdict::Drop;

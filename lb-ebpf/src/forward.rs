@@ -192,15 +192,7 @@ pub fn nat(ctx: &XdpContext, p: &Parsed, family: u8, real: &Real) -> Verdict {
 /// back as its source. `None` if the packet is not such a reply.
 #[inline(always)]
 pub fn nat_reply(ctx: &XdpContext, p: &Parsed, family: u8) -> Option<Verdict> {
-    let key = FlowKey {
-        src: p.src,
-        dst: p.dst,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        protocol: p.protocol,
-        family,
-        _pad: [0; 2],
-    };
+    let key = p.flow_key(family);
     // SAFETY: the value is copied out at once.
     let entry = unsafe { *LB_NAT.get(key)? };
     count(Counter::NatReply);

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::counters::Counter;
+use lb_common::{counters::Counter, maps::FlowKey};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -68,6 +68,22 @@ pub struct Parsed {
     pub l3_offset: usize,
     /// Offset of the TCP/UDP header from the start of the frame.
     pub l4_offset: usize,
+}
+
+impl Parsed {
+    /// The packet's flow as the maps key it.
+    #[inline(always)]
+    pub fn flow_key(&self, family: u8) -> FlowKey {
+        FlowKey {
+            src: self.src,
+            dst: self.dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            family,
+            _pad: [0; 2],
+        }
+    }
 }
 
 /// Returns a pointer to a `T` at `offset` if the whole `T` lies inside the frame.

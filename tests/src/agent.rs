@@ -200,3 +200,33 @@ pub fn stat(stats: &[(Counter, u64)], counter: Counter) -> u64 {
         .find(|(c, _)| *c == counter)
         .map_or(0, |(_, v)| *v)
 }
+
+/// The state column (`UP`, `DOWN`, `DRAIN`, `MAINT`) of `server` in an agent's health status
+/// file, if the server is listed.
+pub fn health_state(status: &Path, server: &str) -> Option<String> {
+    let text = std::fs::read_to_string(status).ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(server))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+/// Polls the status file until `server` shows `wanted`; returns how long that took, or an
+/// error (with the file's contents) after `limit`.
+pub fn wait_for_health(
+    status: &Path,
+    server: &str,
+    wanted: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if health_state(status, server).as_deref() == Some(wanted) {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!(
+        "{server} did not become {wanted} within {limit:?}: {:?}",
+        std::fs::read_to_string(status)
+    )
+}

@@ -108,13 +108,8 @@ pub async fn http_name_server(listener: TcpListener, name: String, lifetime: Dur
             };
             let name = name.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
+                if !read_request(&mut stream).await {
+                    return;
                 }
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
@@ -311,13 +306,8 @@ pub async fn controlled_http_server(
                 let current = mode.load(Ordering::Relaxed);
                 let name = name.clone();
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
+                    if !read_request(&mut stream).await {
+                        return;
                     }
                     let fail = current == behaviour::ERROR
                         || (current == behaviour::ALTERNATE && turn.is_multiple_of(2));
@@ -346,4 +336,34 @@ pub async fn controlled_http_server(
         }
     };
     let _ = tokio::time::timeout(lifetime, serve).await;
+}
+
+/// Which server answers a line-echo service at `addr` right now: the name part of its
+/// `name:line` reply, or `None` if nobody answers within `limit`.
+pub async fn who_answers(addr: SocketAddr, limit: Duration) -> Option<String> {
+    let attempt = async {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let (reader, mut writer) = stream.into_split();
+        writer.write_all(b"who\n").await.ok()?;
+        let line = tokio::io::BufReader::new(reader)
+            .lines()
+            .next_line()
+            .await
+            .ok()??;
+        line.split_once(':').map(|(name, _)| name.to_string())
+    };
+    tokio::time::timeout(limit, attempt).await.ok().flatten()
+}
+
+/// Reads an HTTP request head (up to the blank line); false if the client went away first.
+async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
 }

@@ -9,11 +9,11 @@ use std::{
         Arc,
         atomic::{AtomicU8, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use lb_tests::{
-    agent::{RunningAgent, unique_bpf_dir},
+    agent::{RunningAgent, health_state, unique_bpf_dir, wait_for_health},
     require_root,
     topology::{VIP, balancer_with_reals, real_addr},
     traffic::{behaviour, controlled_http_server, http_get_from},
@@ -38,27 +38,36 @@ fn config(bpf_dir: &std::path::Path) -> String {
     )
 }
 
-/// The state column of `server` in the agent's health status, if listed.
 fn state(status: &std::path::Path, server: &str) -> Option<String> {
-    let text = std::fs::read_to_string(status).ok()?;
-    text.lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(server))
-        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    health_state(status, server)
 }
 
-/// Waits until `server` shows `wanted`; returns how long that took.
 fn wait_for(status: &std::path::Path, server: &str, wanted: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if state(status, server).as_deref() == Some(wanted) {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!(
-        "{server} did not become {wanted} within {limit:?}: {:?}",
-        std::fs::read_to_string(status)
-    );
+    wait_for_health(status, server, wanted, limit).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `count` HTTP requests through the VIP from client ports starting at `first_port`; the
+/// names of the reals that answered.
+fn requests_through_vip(lab: &lb_tests::netns::Lab, first_port: u16, count: u16) -> Vec<String> {
+    lab.host("client")
+        .spawn(move || async move {
+            let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
+            let mut answers = Vec::new();
+            for port in 0..count {
+                let bind: SocketAddr = format!("10.0.1.2:{}", first_port + port)
+                    .parse()
+                    .expect("bind");
+                answers.push(
+                    http_get_from(bind, vip)
+                        .await
+                        .expect("request through the VIP"),
+                );
+            }
+            answers
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
 }
 
 #[test]
@@ -123,27 +132,7 @@ fn checks_follow_failing_servers_and_steer_new_flows() {
         );
 
         // New flows avoid real2 while it is down.
-        let answers = lab
-            .host("client")
-            .spawn(|| async {
-                let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
-                let mut answers = Vec::new();
-                for port in 0..40u16 {
-                    let bind: SocketAddr =
-                        format!("10.0.1.2:{}", 20000 + port + 100 * u16::from(rand_byte()))
-                            .parse()
-                            .expect("bind");
-                    answers.push(
-                        http_get_from(bind, vip)
-                            .await
-                            .expect("request through the VIP"),
-                    );
-                }
-                answers
-            })
-            .expect("client")
-            .join()
-            .expect("client thread");
+        let answers = requests_through_vip(&lab, 20000 + 100 * u16::from(rand_byte()), 40);
         assert!(
             answers.iter().all(|a| a != "real2"),
             "{what}: a new flow reached real2: {answers:?}"
@@ -181,24 +170,7 @@ fn checks_follow_failing_servers_and_steer_new_flows() {
         (true, "ok\n".to_string())
     );
     assert_eq!(state(&status, &server1).as_deref(), Some("DRAIN"));
-    let answers = lab
-        .host("client")
-        .spawn(|| async {
-            let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
-            let mut answers = Vec::new();
-            for port in 0..40u16 {
-                let bind: SocketAddr = format!("10.0.1.2:{}", 40000 + port).parse().expect("bind");
-                answers.push(
-                    http_get_from(bind, vip)
-                        .await
-                        .expect("request through the VIP"),
-                );
-            }
-            answers
-        })
-        .expect("client")
-        .join()
-        .expect("client thread");
+    let answers = requests_through_vip(&lab, 40000, 40);
     assert!(
         answers.iter().all(|a| a != "real1"),
         "a new flow reached the drained real1: {answers:?}"

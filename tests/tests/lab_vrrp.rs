@@ -13,13 +13,10 @@ use lb_tests::{
     netns::Lab,
     require_root,
     topology::{SEGMENT_VIP, vrrp_segment},
-    traffic::line_echo_server,
+    traffic::{line_echo_server, who_answers},
 };
 use nix::sys::signal::Signal;
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{TcpListener, TcpStream},
-};
+use tokio::net::TcpListener;
 
 const ADVERT_MS: u64 = 100;
 
@@ -44,37 +41,27 @@ fn serve_names(lab: &Lab, nodes: usize) {
     }
 }
 
-/// Which node answers on the VIP right now (None if nobody does within 100 ms).
-async fn who(vip: SocketAddr) -> Option<String> {
-    let attempt = async {
-        let stream = TcpStream::connect(vip).await.ok()?;
-        let (reader, mut writer) = stream.into_split();
-        writer.write_all(b"who\n").await.ok()?;
-        let line = BufReader::new(reader).lines().next_line().await.ok()??;
-        line.split_once(':').map(|(name, _)| name.to_string())
-    };
-    tokio::time::timeout(Duration::from_millis(100), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Probes the VIP every 10 ms until `node` answers; returns how long that took.
 fn until_answered_by(lab: &Lab, node: &str, limit: Duration) -> Duration {
+    until_vip_answered_by(lab, &format!("{SEGMENT_VIP}:7000"), node, limit)
+}
+
+/// Probes `vip` (address:port) every 10 ms until `node` answers; returns how long that took.
+fn until_vip_answered_by(lab: &Lab, vip: &str, node: &str, limit: Duration) -> Duration {
     let node = node.to_string();
+    let vip: SocketAddr = vip.parse().expect("vip");
     lab.host("client")
         .spawn(move || async move {
-            let vip: SocketAddr = format!("{SEGMENT_VIP}:7000").parse().expect("vip");
             let start = Instant::now();
             let mut last = None;
             while start.elapsed() < limit {
-                last = who(vip).await;
+                last = who_answers(vip, Duration::from_millis(100)).await;
                 if last.as_deref() == Some(node.as_str()) {
                     return start.elapsed();
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            panic!("{node} did not answer on the VIP within {limit:?} (last answer: {last:?})");
+            panic!("{node} did not answer on {vip} within {limit:?} (last answer: {last:?})");
         })
         .expect("client")
         .join()
@@ -375,42 +362,11 @@ fn dual_master_with_unicast_peers() {
     )
     .expect("node2");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
-    let second: SocketAddr = format!("{second_vip}:7000").parse().expect("vip");
-    let owner = lab
-        .host("client")
-        .spawn(move || async move {
-            let start = Instant::now();
-            loop {
-                if let Some(name) = who(second).await
-                    && (name == "node2" || start.elapsed() > Duration::from_secs(5))
-                {
-                    return name;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .expect("client")
-        .join()
-        .expect("client thread");
-    assert_eq!(owner, "node2", "node2 should own the second VIP");
+    let second = format!("{second_vip}:7000");
+    until_vip_answered_by(&lab, &second, "node2", Duration::from_secs(5));
     // node2 stops: node1 owns both.
     lab.stop(n2.pid(), Signal::SIGTERM).expect("stop node2");
-    let took = lab
-        .host("client")
-        .spawn(move || async move {
-            let start = Instant::now();
-            while who(second).await.as_deref() != Some("node1") {
-                assert!(
-                    start.elapsed() < Duration::from_secs(3),
-                    "node1 did not take the second VIP"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            start.elapsed()
-        })
-        .expect("client")
-        .join()
-        .expect("client thread");
+    let took = until_vip_answered_by(&lab, &second, "node1", Duration::from_secs(3));
     eprintln!("dual master: node1 took the second VIP after {took:?}");
     until_answered_by(&lab, "node1", Duration::from_millis(500));
 }

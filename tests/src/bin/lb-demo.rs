@@ -12,12 +12,12 @@ use std::{
         Arc,
         atomic::{AtomicU8, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 use lb_tests::{
-    agent::{RunningAgent, lb_binary},
+    agent::{RunningAgent, lb_binary, wait_for_health},
     netns::Lab,
     topology::{VIP, balancer_with_reals, real_addr},
     traffic::{behaviour, controlled_http_server, http_get_from},
@@ -63,18 +63,7 @@ fn lb_cli(args: &[&str]) -> anyhow::Result<String> {
 }
 
 fn wait_health(status: &Path, server: &str, wanted: &str) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let text = std::fs::read_to_string(status).unwrap_or_default();
-        if text.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&server) && f.get(2) == Some(&wanted)
-        }) {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("{server} did not become {wanted}")
+    wait_for_health(status, server, wanted, Duration::from_secs(10))
 }
 
 fn main() -> anyhow::Result<()> {

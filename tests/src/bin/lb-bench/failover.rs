@@ -15,13 +15,10 @@ use lb_tests::{
     agent::{RunningAgent, unique_bpf_dir},
     netns::Lab,
     topology::{SEGMENT_VIP, vrrp_segment},
-    traffic::line_echo_server,
+    traffic::{line_echo_server, who_answers},
 };
 use nix::sys::signal::Signal;
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{TcpListener, TcpStream},
-};
+use tokio::net::TcpListener;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Daemon {
@@ -139,20 +136,6 @@ fn stop(lab: &Lab, node: Node, how: Stop) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn who(vip: SocketAddr) -> Option<String> {
-    let attempt = async {
-        let stream = TcpStream::connect(vip).await.ok()?;
-        let (reader, mut writer) = stream.into_split();
-        writer.write_all(b"who\n").await.ok()?;
-        let line = BufReader::new(reader).lines().next_line().await.ok()??;
-        line.split_once(':').map(|(name, _)| name.to_string())
-    };
-    tokio::time::timeout(Duration::from_millis(20), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// One sample: the gap between the last answer from node1 and the first from node2.
 fn sample(
     daemon: Daemon,
@@ -181,7 +164,7 @@ fn sample(
         let mut told = false;
         while Instant::now() < deadline {
             let started = Instant::now();
-            match who(vip).await.as_deref() {
+            match who_answers(vip, Duration::from_millis(20)).await.as_deref() {
                 Some("node1") => {
                     last_node1 = Some(Instant::now());
                     if !told {
