@@ -561,3 +561,57 @@ fn sync_writes_only_the_diff_and_keeps_ids() {
         "{share:.4} of the table rewritten"
     );
 }
+
+/// Past `max_new_flows_per_sec` new flows on a CPU, flows are still forwarded but no longer
+/// remembered, so a SYN flood cannot push established flows out of the connection table.
+#[test]
+fn new_flow_flood_stops_filling_the_connection_table() {
+    require_root();
+    let config_text = "[global]\nring_size = 251\nmax_new_flows_per_sec = 3\n\n[[l4]]\nname = \"web\"\n\
+                       vip = \"10.0.0.100:80\"\nreals = [{ addr = \"10.0.2.11\" }]\n";
+    let hops: HashMap<IpAddr, Nexthop> = [(
+        "10.0.2.11".parse().expect("address"),
+        Nexthop {
+            ifindex: OTHER_IFINDEX,
+            smac: OUT_MAC,
+            dmac: DR_MAC,
+        },
+    )]
+    .into_iter()
+    .collect();
+    let harness = XdpHarness::with_config(config_text, &hops).expect("load");
+    // The window is per CPU and BPF_PROG_TEST_RUN runs on the caller's: stay on one.
+    let mut one_cpu = nix::sched::CpuSet::new();
+    one_cpu.set(0).expect("cpu 0");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one_cpu).expect("pin to cpu 0");
+    let vip = addr("10.0.0.100:80");
+    let before = harness.counters().expect("counters");
+    let clients: Vec<SocketAddr> = (0..5u16)
+        .map(|i| addr(&format!("10.0.1.2:{}", 50000 + i)))
+        .collect();
+    for client in &clients {
+        let out = harness
+            .run(&client_packet(false, *client, vip, PAYLOAD))
+            .expect("run")
+            .expect("accepted");
+        assert_eq!(
+            out.action,
+            XdpAction::Redirect,
+            "flows past the limit are still forwarded"
+        );
+    }
+    let after = harness.counters().expect("counters");
+    let moved = |c: Counter| after[c as usize] - before[c as usize];
+    // The one-second window holds the first three; all five runs happen well within it.
+    assert_eq!((moved(LruMiss), moved(FloodSkip)), (5, 2));
+    let remembered = clients
+        .iter()
+        .filter(|c| {
+            harness
+                .conn(&flow(**c, vip, 6))
+                .expect("conn table")
+                .is_some()
+        })
+        .count();
+    assert_eq!(remembered, 3);
+}
