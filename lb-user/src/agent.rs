@@ -146,7 +146,7 @@ fn vip_ownership(config: &Config, ownership: &Ownership) -> (Vec<IpAddr>, Vec<Ip
     let mut covered = Vec::new();
     let mut owned = Vec::new();
     for spec in &config.resolved.vrrp {
-        let master = ownership.get(&spec.name).copied().unwrap_or(false);
+        let master = ownership.get(&spec.name).is_some_and(|s| s.owns);
         for (vip, _) in &spec.vips {
             covered.push(*vip);
             if master {

@@ -370,3 +370,45 @@ fn dual_master_with_unicast_peers() {
     eprintln!("dual master: node1 took the second VIP after {took:?}");
     until_answered_by(&lab, "node1", Duration::from_millis(500));
 }
+
+/// A sync group: two instances that move together. node1 is master of both; its uplink,
+/// tracked by one instance only, goes down: the whole group goes to FAULT and node2 takes over
+/// both addresses.
+#[test]
+fn sync_group_fails_over_together() {
+    require_root();
+    let lab = vrrp_segment("sync", 2)
+        .veth(("node1", "uplink"), ("switch", "up1"))
+        .build()
+        .expect("build the lab");
+    serve_names(&lab, 2);
+    let config = |dir: &std::path::Path, priority: u8, track: &str| {
+        format!(
+            "[global]\nbpf_dir = \"{}\"\n\n\
+             [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\nadvert = \"100ms\"\n\
+             vips = [\"{SEGMENT_VIP}/24\"]\n\n\
+             [[vrrp]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvrid = 52\npriority = {priority}\nadvert = \"100ms\"\n\
+             vips = [\"10.0.5.101/24\"]\n{track}\n\
+             [[vrrp_sync_group]]\nname = \"G1\"\ngroup = [\"VI_1\", \"VI_2\"]\n",
+            dir.display()
+        )
+    };
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let _n2 = RunningAgent::start(&lab, lab.host("node2"), &config(&dir2, 100, ""), &dir2, &[])
+        .expect("node2");
+    let node1 = config(&dir1, 150, "track_interfaces = [\"uplink\"]\n");
+    let _n1 = RunningAgent::start(&lab, lab.host("node1"), &node1, &dir1, &[]).expect("node1");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+    until_vip_answered_by(&lab, "10.0.5.101:7000", "node1", Duration::from_secs(5));
+    let down = lab
+        .host("switch")
+        .command("ip")
+        .expect("ip")
+        .args(["link", "set", "up1", "down"])
+        .status()
+        .expect("ip");
+    assert!(down.success());
+    let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
+    until_vip_answered_by(&lab, "10.0.5.101:7000", "node2", Duration::from_secs(3));
+    eprintln!("sync group: untracked VI_1 followed VI_2 to node2 after {took:?}");
+}

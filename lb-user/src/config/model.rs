@@ -21,6 +21,10 @@ pub struct Config {
     /// VRRP instances (`[[vrrp]]` tables, keepalived `vrrp_instance`).
     #[serde(default)]
     pub vrrp: Vec<VrrpInstance>,
+    /// VRRP sync groups (`[[vrrp_sync_group]]`, keepalived `vrrp_sync_group`): instances
+    /// that change state together.
+    #[serde(default)]
+    pub vrrp_sync_group: Vec<VrrpSyncGroup>,
     /// Where the configuration came from, to locate errors found after loading.
     #[serde(skip)]
     pub origin: Origin,
@@ -365,6 +369,11 @@ pub struct VrrpInstance {
     pub garp_master_repeat: u32,
     /// Re-announce the addresses this often while master (0: never; `garp_master_refresh`).
     pub garp_master_refresh: Option<Spanned<String>>,
+    /// A second burst of gratuitous ARPs this long after becoming master (keepalived
+    /// `garp_master_delay`, default 5s; 0: none).
+    pub garp_master_delay: Option<Spanned<String>>,
+    /// Multicast group to advertise to instead of 224.0.0.18 (keepalived `vrrp_mcast_group4`).
+    pub mcast_group: Option<Spanned<String>>,
     /// Interfaces whose link going down puts the instance in FAULT (keepalived
     /// `track_interface`).
     #[serde(default)]
@@ -386,6 +395,16 @@ pub struct VrrpInstance {
     pub notify_stop: Option<Spanned<String>>,
     /// Run on every change with keepalived's arguments: `INSTANCE <name> <state> <priority>`.
     pub notify: Option<Spanned<String>>,
+}
+
+/// A `[[vrrp_sync_group]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSyncGroup {
+    /// Group name.
+    pub name: Spanned<String>,
+    /// Names of the member instances.
+    pub group: Vec<Spanned<String>>,
 }
 
 /// A `track_script` entry (keepalived `vrrp_script`).

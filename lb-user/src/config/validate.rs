@@ -76,6 +76,12 @@ pub struct VrrpSpec {
     pub track_services: Vec<(usize, i32)>,
     /// Notify programs.
     pub notify: NotifySpec,
+    /// Second GARP burst delay.
+    pub garp_delay: Option<std::time::Duration>,
+    /// Multicast group (IPv4).
+    pub mcast_group: std::net::Ipv4Addr,
+    /// Other members of this instance's sync group.
+    pub sync_with: Vec<String>,
 }
 
 /// A checked track script.
@@ -810,6 +816,26 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             .iter()
             .map(|i| i.get_ref().clone())
             .collect();
+        let garp_delay = match &instance.garp_master_delay {
+            None => Some(std::time::Duration::from_secs(5)),
+            Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| (d.span(), m))?)
+                .filter(|d| !d.is_zero()),
+        };
+        let mcast_group = match &instance.mcast_group {
+            None => std::net::Ipv4Addr::new(224, 0, 0, 18),
+            Some(g) => match g.get_ref().parse::<std::net::Ipv4Addr>() {
+                Ok(addr) if addr.is_multicast() => addr,
+                _ => {
+                    return fail(
+                        g.span(),
+                        format!(
+                            "expected an IPv4 multicast address, found `{}`",
+                            g.get_ref()
+                        ),
+                    );
+                }
+            },
+        };
         specs.push(VrrpSpec {
             name,
             interface,
@@ -828,7 +854,38 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             track_scripts,
             track_services,
             notify,
+            garp_delay,
+            mcast_group,
+            sync_with: Vec::new(),
         });
+    }
+    for group in &config.vrrp_sync_group {
+        let members: Vec<String> = group.group.iter().map(|m| m.get_ref().clone()).collect();
+        for member in &group.group {
+            if !specs.iter().any(|s| &s.name == member.get_ref()) {
+                return fail(
+                    member.span(),
+                    format!(
+                        "sync group `{}`: no VRRP instance is called `{}`",
+                        group.name.get_ref(),
+                        member.get_ref()
+                    ),
+                );
+            }
+        }
+        for spec in specs.iter_mut().filter(|s| members.contains(&s.name)) {
+            if !spec.sync_with.is_empty() {
+                return fail(
+                    group.name.span(),
+                    format!("instance `{}` is in two sync groups", spec.name),
+                );
+            }
+            spec.sync_with = members
+                .iter()
+                .filter(|m| **m != spec.name)
+                .cloned()
+                .collect();
+        }
     }
     Ok(specs)
 }

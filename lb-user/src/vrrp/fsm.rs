@@ -61,6 +61,10 @@ pub enum Event {
     FaultCleared,
     /// Tracking weights changed the effective priority.
     Priority(u8),
+    /// A sync-group peer became master: follow it (keepalived sync groups).
+    Takeover,
+    /// A sync-group peer stepped down: step down too, telling backups with priority 0.
+    Resign,
 }
 
 /// What the runtime must do, in order.
@@ -202,7 +206,15 @@ impl Fsm {
                 actions.push(Action::RemoveAddresses);
                 self.enter(State::Fault, &mut actions);
             }
-            (State::Backup, Event::Timer) => self.become_master(&mut actions),
+            (State::Backup, Event::Timer) | (State::Backup, Event::Takeover) => {
+                self.become_master(&mut actions)
+            }
+            (State::Master, Event::Resign) => {
+                actions.push(Action::SendAdvert(0));
+                actions.push(Action::RemoveAddresses);
+                actions.push(Action::SetTimer(self.master_down_interval()));
+                self.enter(State::Backup, &mut actions);
+            }
             (State::Master, Event::Timer) => {
                 // 6.4.3: Adver_Timer fired.
                 actions.push(Action::SendAdvert(self.priority));
@@ -470,6 +482,28 @@ mod tests {
         );
         fsm.handle(Event::FaultCleared, Duration::from_secs(7));
         assert_eq!(fsm.state(), State::Backup);
+    }
+
+    #[test]
+    fn sync_group_takeover_and_resign() {
+        // keepalived sync groups: a backup follows a member that became master, a master
+        // follows a member that stepped down (announcing it with priority 0).
+        let mut fsm = Fsm::new(params(100));
+        fsm.handle(Event::Startup, T0);
+        let actions = fsm.handle(Event::Takeover, T0);
+        assert!(actions.contains(&Action::AddAddresses));
+        assert_eq!(fsm.state(), State::Master);
+        let actions = fsm.handle(Event::Resign, Duration::from_secs(1));
+        assert_eq!(
+            &actions[..2],
+            &[Action::SendAdvert(0), Action::RemoveAddresses]
+        );
+        assert_eq!(fsm.state(), State::Backup);
+        assert_eq!(
+            fsm.handle(Event::Resign, Duration::from_secs(2)),
+            vec![],
+            "a backup has nothing to resign"
+        );
     }
 
     #[test]

@@ -21,9 +21,20 @@ use super::{
 };
 use crate::config::VrrpSpec;
 
-/// Which instances are master now, by name: the snapshot the data plane reads to decide which
-/// VIPs it forwards.
-pub type Ownership = Arc<BTreeMap<String, bool>>;
+/// What each instance is doing, by name: the snapshot the data plane reads to decide which
+/// VIPs it forwards, and sync-group members read to follow each other.
+pub type Ownership = Arc<BTreeMap<String, InstanceStatus>>;
+
+/// One instance's published status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Protocol state.
+    pub state: State,
+    /// Its addresses are on the interface (forward for them).
+    pub owns: bool,
+    /// Its own tracking says FAULT (not a fault it follows from its sync group).
+    pub tracking_fault: bool,
+}
 
 /// Why an instance could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +62,7 @@ struct Runtime<'a> {
     garp: garp::GarpSender,
     ownership: &'a watch::Sender<Ownership>,
     timer: Option<Instant>,
+    second_burst: Option<Instant>,
     dropped: BTreeMap<String, u64>,
     priority: u8,
 }
@@ -67,10 +79,15 @@ impl Runtime<'_> {
         }
     }
 
-    fn publish(&self, master: bool) {
+    fn publish(&self, change: impl FnOnce(&mut InstanceStatus)) {
         let name = self.spec.name.clone();
         self.ownership.send_modify(|o| {
-            Arc::make_mut(o).insert(name, master);
+            let status = Arc::make_mut(o).entry(name).or_insert(InstanceStatus {
+                state: State::Initialize,
+                owns: false,
+                tracking_fault: false,
+            });
+            change(status);
         });
     }
 
@@ -104,11 +121,11 @@ impl Runtime<'_> {
                             tracing::error!(%error, instance = %self.spec.name, %vip, "adding the address failed");
                         }
                     }
-                    self.publish(true);
+                    self.publish(|s| s.owns = true);
                 }
                 Action::RemoveAddresses => {
                     // Stop forwarding first, then let the addresses go.
-                    self.publish(false);
+                    self.publish(|s| s.owns = false);
                     for (vip, _) in &self.spec.vips {
                         if let Err(error) =
                             addr::remove(&self.handle, self.interface.index, *vip).await
@@ -118,10 +135,11 @@ impl Runtime<'_> {
                     }
                 }
                 Action::Announce => {
-                    // A burst now; caches that missed it get the refresh, or the next burst.
+                    // A burst now, and another after garp_master_delay for caches that missed it.
                     for _ in 0..self.spec.garp_repeat.max(1) {
                         self.announce();
                     }
+                    self.second_burst = self.spec.garp_delay.map(|d| Instant::now() + d);
                 }
                 Action::SetTimer(after) => self.timer = Some(Instant::now() + after),
                 Action::StopTimer => self.timer = None,
@@ -133,6 +151,7 @@ impl Runtime<'_> {
                         State::Fault => "FAULT",
                     };
                     tracing::info!("({}) Entering {word} STATE", self.spec.name);
+                    self.publish(|s| s.state = state);
                     self.notify(state);
                 }
             }
@@ -231,7 +250,7 @@ pub async fn run(
             IpAddr::V6(_) => None,
         })
         .collect();
-    let socket = VrrpSocket::open(&spec.interface, local, &peers)?;
+    let socket = VrrpSocket::open(&spec.interface, local, spec.mcast_group, &peers)?;
     let garp = garp::GarpSender::open(interface.index, interface.mac)?;
     // Addresses a previous run left behind are not ours until we win the election.
     for vip in &vips {
@@ -254,11 +273,15 @@ pub async fn run(
         garp,
         ownership: &ownership,
         timer: None,
+        second_burst: None,
         dropped: BTreeMap::new(),
         priority: spec.priority,
     };
     let (mut tracking, _tracking_tasks) = track::spawn(&spec, board);
+    let mut own_fault = false;
     let mut in_fault = false;
+    let mut group = ownership.subscribe();
+    let mut group_seen = group.borrow_and_update().clone();
     let started = Instant::now();
     let actions = fsm.handle(Event::Startup, Duration::ZERO);
     runtime.perform(actions).await;
@@ -266,8 +289,54 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let timer = runtime.timer;
+        let second_burst = runtime.second_burst;
         tokio::select! {
             () = &mut shutdown => break,
+            () = async { tokio::time::sleep_until(second_burst.unwrap_or_else(Instant::now)).await }, if second_burst.is_some() => {
+                runtime.second_burst = None;
+                if fsm.state() == State::Master {
+                    for _ in 0..spec.garp_repeat.max(1) {
+                        runtime.announce();
+                    }
+                }
+            }
+            changed = group.changed(), if !spec.sync_with.is_empty() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let now = group.borrow_and_update().clone();
+                let peers = |o: &Ownership| -> Vec<(String, InstanceStatus)> {
+                    spec.sync_with.iter().filter_map(|n| o.get(n).map(|s| (n.clone(), *s))).collect()
+                };
+                let (before, after) = (peers(&group_seen), peers(&now));
+                group_seen = now;
+                // A fault anywhere in the group holds every member in FAULT.
+                let group_fault = after.iter().any(|(_, s)| s.tracking_fault);
+                let fault = own_fault || group_fault;
+                if fault != in_fault {
+                    in_fault = fault;
+                    let event = if fault { Event::Fault } else { Event::FaultCleared };
+                    let actions = fsm.handle(event, started.elapsed());
+                    runtime.perform(actions).await;
+                    continue;
+                }
+                for (name, status) in &after {
+                    let was = before.iter().find(|(n, _)| n == name).map(|(_, s)| s.state);
+                    if was == Some(status.state) {
+                        continue;
+                    }
+                    let event = match (status.state, fsm.state()) {
+                        (State::Master, State::Backup) => Some(Event::Takeover),
+                        (State::Backup, State::Master) if was == Some(State::Master) => Some(Event::Resign),
+                        _ => None,
+                    };
+                    if let Some(event) = event {
+                        tracing::info!("({}) following sync group member {name} ({:?})", spec.name, status.state);
+                        let actions = fsm.handle(event, started.elapsed());
+                        runtime.perform(actions).await;
+                    }
+                }
+            }
             changed = tracking.changed() => {
                 if changed.is_err() {
                     continue;
@@ -285,9 +354,14 @@ pub async fn run(
                     let actions = fsm.handle(Event::Priority(priority), started.elapsed());
                     runtime.perform(actions).await;
                 }
-                if now.fault != in_fault {
-                    in_fault = now.fault;
-                    let event = if now.fault { Event::Fault } else { Event::FaultCleared };
+                own_fault = now.fault;
+                runtime.publish(|s| s.tracking_fault = now.fault);
+                let group_fault = !spec.sync_with.is_empty()
+                    && spec.sync_with.iter().any(|n| group_seen.get(n).is_some_and(|s| s.tracking_fault));
+                let fault = own_fault || group_fault;
+                if fault != in_fault {
+                    in_fault = fault;
+                    let event = if fault { Event::Fault } else { Event::FaultCleared };
                     let actions = fsm.handle(event, started.elapsed());
                     runtime.perform(actions).await;
                 }

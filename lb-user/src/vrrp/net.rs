@@ -36,8 +36,13 @@ pub struct VrrpSocket {
 
 impl VrrpSocket {
     /// Opens the socket on `interface` with source `local`; sends to `peers`, or to the
-    /// multicast group when there are none.
-    pub fn open(interface: &str, local: Ipv4Addr, peers: &[Ipv4Addr]) -> io::Result<Self> {
+    /// multicast `group` (normally [`VRRP_GROUP_V4`]) when there are none.
+    pub fn open(
+        interface: &str,
+        local: Ipv4Addr,
+        group: Ipv4Addr,
+        peers: &[Ipv4Addr],
+    ) -> io::Result<Self> {
         let socket = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -51,12 +56,12 @@ impl VrrpSocket {
         socket.set_multicast_loop_v4(false)?;
         socket.set_multicast_if_v4(&local)?;
         if peers.is_empty() {
-            socket.join_multicast_v4(&VRRP_GROUP_V4, &local)?;
+            socket.join_multicast_v4(&group, &local)?;
         }
         // No bind(): a raw socket bound to an address only receives packets sent to it, and
         // advertisements go to the group. The source comes from IP_MULTICAST_IF (or the route).
         let destinations = if peers.is_empty() {
-            vec![VRRP_GROUP_V4]
+            vec![group]
         } else {
             peers.to_vec()
         };
