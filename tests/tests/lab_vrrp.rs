@@ -412,3 +412,49 @@ fn sync_group_fails_over_together() {
     until_vip_answered_by(&lab, "10.0.5.101:7000", "node2", Duration::from_secs(3));
     eprintln!("sync group: untracked VI_1 followed VI_2 to node2 after {took:?}");
 }
+
+/// VRRPv3 over IPv6: advertisements from link-local addresses to ff02::12, the address moved
+/// without duplicate address detection, unsolicited neighbour advertisements updating the
+/// client's neighbour cache.
+#[test]
+fn ipv6_failover() {
+    require_root();
+    let mut spec = vrrp_segment("vrrp6", 2).addr(("client", "eth0"), "fd00:5::2/64");
+    for (host, addr) in [
+        ("client", ""),
+        ("node1", "fd00:5::11/64"),
+        ("node2", "fd00:5::12/64"),
+    ] {
+        spec = spec.sysctl(host, "net/ipv6/conf/eth0/accept_dad", "0");
+        if !addr.is_empty() {
+            spec = spec.addr((host, "eth0"), addr);
+        }
+    }
+    let lab = spec.build().expect("build the lab");
+    for i in 1..=2 {
+        let name = format!("node{i}");
+        lab.host(&name)
+            .spawn(move || async move {
+                let listener = TcpListener::bind("[::]:7000").await.expect("bind");
+                line_echo_server(listener, name, Duration::from_secs(60)).await;
+            })
+            .expect("server");
+    }
+    let config = |dir: &std::path::Path, priority: u8| {
+        format!(
+            "[global]\nbpf_dir = \"{}\"\n\n[[vrrp]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvrid = 61\n\
+             priority = {priority}\nadvert = \"100ms\"\nvips = [\"fd00:5::100/64\"]\n",
+            dir.display()
+        )
+    };
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let _n2 = RunningAgent::start(&lab, lab.host("node2"), &config(&dir2, 100), &dir2, &[])
+        .expect("node2");
+    let n1 = RunningAgent::start(&lab, lab.host("node1"), &config(&dir1, 150), &dir1, &[])
+        .expect("node1");
+    until_vip_answered_by(&lab, "[fd00:5::100]:7000", "node1", Duration::from_secs(5));
+    lab.stop(n1.pid(), Signal::SIGTERM).expect("stop node1");
+    let took = until_vip_answered_by(&lab, "[fd00:5::100]:7000", "node2", Duration::from_secs(3));
+    eprintln!("IPv6: node2 answers after {took:?} (clean stop, skew 61 ms)");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+}

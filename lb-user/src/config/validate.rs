@@ -726,6 +726,12 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             }
             Some(p) => Some(crate::vrrp::packet::password_bytes(p.get_ref())),
         };
+        if vips[0].0.is_ipv6() && !instance.unicast_peers.is_empty() {
+            return fail(
+                instance.unicast_peers[0].span(),
+                "unicast peers are supported for IPv4 instances only; IPv6 uses ff02::12".into(),
+            );
+        }
         let mut unicast_peers = Vec::new();
         for peer in &instance.unicast_peers {
             let addr: IpAddr = peer.get_ref().parse().map_err(|_| {

@@ -19,6 +19,8 @@ pub struct Interface {
     pub mac: [u8; 6],
     /// First IPv4 address that is not one of `exclude` (the virtual addresses).
     pub primary_v4: Option<Ipv4Addr>,
+    /// Its IPv6 link-local address (VRRP for IPv6 is sent from it).
+    pub link_local_v6: Option<std::net::Ipv6Addr>,
 }
 
 /// Errors from netlink.
@@ -57,18 +59,25 @@ pub async fn interface(
         .unwrap_or([0; 6]);
     let index = link.header.index;
     let mut primary_v4 = None;
+    let mut link_local_v6 = None;
     for message in addresses(handle, index).await? {
-        if let Some(IpAddr::V4(addr)) = address_of(&message)
-            && !exclude.contains(&IpAddr::V4(addr))
-        {
-            primary_v4 = Some(addr);
-            break;
+        match address_of(&message) {
+            Some(IpAddr::V4(addr))
+                if primary_v4.is_none() && !exclude.contains(&IpAddr::V4(addr)) =>
+            {
+                primary_v4 = Some(addr)
+            }
+            Some(IpAddr::V6(addr)) if link_local_v6.is_none() && addr.is_unicast_link_local() => {
+                link_local_v6 = Some(addr)
+            }
+            _ => {}
         }
     }
     Ok(Interface {
         index,
         mac,
         primary_v4,
+        link_local_v6,
     })
 }
 
@@ -100,7 +109,17 @@ fn address_of(message: &AddressMessage) -> Option<IpAddr> {
 
 /// Adds `addr/prefix` to interface `index` (already there is fine).
 pub async fn add(handle: &Handle, index: u32, addr: IpAddr, prefix: u8) -> Result<(), AddrError> {
-    match handle.address().add(index, addr, prefix).execute().await {
+    let mut request = handle.address().add(index, addr, prefix);
+    if addr.is_ipv6() {
+        // No duplicate address detection: the address moves between nodes by design, and
+        // a tentative address would not answer for a second or more after every failover.
+        request.message_mut().attributes.push(
+            netlink_packet_route::address::AddressAttribute::Flags(
+                netlink_packet_route::address::AddressFlags::Nodad,
+            ),
+        );
+    }
+    match request.execute().await {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
         Err(e) => Err(e.into()),

@@ -88,3 +88,43 @@ mod tests {
         assert_eq!(&f[32..38], &[0; 6]);
     }
 }
+
+/// Sends unsolicited neighbour advertisements (RFC 4861 7.2.6) for IPv6 addresses: ICMPv6
+/// type 136 to all-nodes with the Override flag and the target link-layer address option.
+pub struct NaSender {
+    socket: socket2::Socket,
+    mac: [u8; 6],
+}
+
+impl NaSender {
+    /// Opens a raw ICMPv6 socket on `interface` (index `ifindex`).
+    pub fn open(interface: &str, ifindex: u32, mac: [u8; 6]) -> io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+        socket.bind_device(Some(interface.as_bytes()))?;
+        // Neighbour discovery messages must carry hop limit 255 (RFC 4861 7.1.2).
+        socket.set_multicast_hops_v6(255)?;
+        socket.set_unicast_hops_v6(255)?;
+        socket.set_multicast_if_v6(ifindex)?;
+        Ok(NaSender { socket, mac })
+    }
+
+    /// Announces `target`; the kernel fills in the ICMPv6 checksum.
+    pub fn send(&self, target: std::net::Ipv6Addr) -> io::Result<()> {
+        let mut message = vec![136, 0, 0, 0];
+        // Flags: Override (0x20); not Router, not Solicited.
+        message.extend_from_slice(&[0x20, 0, 0, 0]);
+        message.extend_from_slice(&target.octets());
+        // Option 2: target link-layer address, length 1 (8 bytes).
+        message.extend_from_slice(&[2, 1]);
+        message.extend_from_slice(&self.mac);
+        let all_nodes = std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            0,
+            0,
+            0,
+        );
+        self.socket.send_to(&message, &all_nodes.into())?;
+        Ok(())
+    }
+}

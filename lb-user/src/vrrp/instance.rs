@@ -48,18 +48,24 @@ pub enum InstanceError {
     /// The interface has no IPv4 address to send from.
     #[error("interface `{0}` has no IPv4 address of its own to send advertisements from")]
     NoSource(String),
-    /// IPv6 instances are not run yet.
-    #[error("VRRP over IPv6 is not supported by the runtime yet")]
-    Ipv6,
+    /// The interface has no IPv6 link-local address.
+    #[error("interface `{0}` has no IPv6 link-local address to send advertisements from")]
+    NoLinkLocal(String),
+}
+
+/// How a new master tells the segment: gratuitous ARP (IPv4) or unsolicited NA (IPv6).
+enum Announcer {
+    Arp(garp::GarpSender),
+    Na(garp::NaSender),
 }
 
 struct Runtime<'a> {
     spec: &'a VrrpSpec,
     handle: rtnetlink::Handle,
     socket: VrrpSocket,
-    local: Ipv4Addr,
+    local: IpAddr,
     interface: addr::Interface,
-    garp: garp::GarpSender,
+    announcer: Announcer,
     ownership: &'a watch::Sender<Ownership>,
     timer: Option<Instant>,
     second_burst: Option<Instant>,
@@ -93,10 +99,13 @@ impl Runtime<'_> {
 
     fn announce(&self) {
         for (vip, _) in &self.spec.vips {
-            if let IpAddr::V4(ip) = vip
-                && let Err(error) = self.garp.send(*ip)
-            {
-                tracing::warn!(%error, instance = %self.spec.name, "gratuitous ARP failed");
+            let sent = match (vip, &self.announcer) {
+                (IpAddr::V4(ip), Announcer::Arp(garp)) => garp.send(*ip),
+                (IpAddr::V6(ip), Announcer::Na(na)) => na.send(*ip),
+                _ => Ok(()),
+            };
+            if let Err(error) = sent {
+                tracing::warn!(%error, instance = %self.spec.name, "announcing {vip} failed");
             }
         }
     }
@@ -107,7 +116,7 @@ impl Runtime<'_> {
                 Action::SendAdvert(priority) => {
                     let advert = self.advert(priority);
                     for dst in self.socket.destinations().to_vec() {
-                        let message = advert.encode(IpAddr::V4(self.local), IpAddr::V4(dst));
+                        let message = advert.encode(self.local, dst);
                         if let Err(error) = self.socket.send_to(&message, dst) {
                             tracing::warn!(%error, instance = %self.spec.name, "sending an advertisement failed");
                         }
@@ -206,11 +215,7 @@ impl Runtime<'_> {
         if received.ttl != 255 {
             return Err(PacketError::WrongTtl(received.ttl));
         }
-        let advert = Advert::decode(
-            &received.payload,
-            IpAddr::V4(received.src),
-            IpAddr::V4(received.dst),
-        )?;
+        let advert = Advert::decode(&received.payload, received.src, received.dst)?;
         if advert.vrid != self.spec.vrid {
             return Err(PacketError::WrongVrid(advert.vrid));
         }
@@ -232,16 +237,11 @@ pub async fn run(
     board: Option<watch::Receiver<crate::health::HealthBoard>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), InstanceError> {
-    if spec.vips.iter().any(|(a, _)| a.is_ipv6()) {
-        return Err(InstanceError::Ipv6);
-    }
     let (connection, handle, _) = rtnetlink::new_connection()?;
     tokio::spawn(connection);
     let vips: Vec<IpAddr> = spec.vips.iter().map(|(a, _)| *a).collect();
     let interface = addr::interface(&handle, &spec.interface, &vips).await?;
-    let local = interface
-        .primary_v4
-        .ok_or_else(|| InstanceError::NoSource(spec.interface.clone()))?;
+    let ipv6 = spec.vips.first().is_some_and(|(a, _)| a.is_ipv6());
     let peers: Vec<Ipv4Addr> = spec
         .unicast_peers
         .iter()
@@ -250,8 +250,21 @@ pub async fn run(
             IpAddr::V6(_) => None,
         })
         .collect();
-    let socket = VrrpSocket::open(&spec.interface, local, spec.mcast_group, &peers)?;
-    let garp = garp::GarpSender::open(interface.index, interface.mac)?;
+    let (socket, local, announcer) = if ipv6 {
+        let local = interface
+            .link_local_v6
+            .ok_or_else(|| InstanceError::NoLinkLocal(spec.interface.clone()))?;
+        let socket = VrrpSocket::open_v6(&spec.interface, interface.index)?;
+        let na = garp::NaSender::open(&spec.interface, interface.index, interface.mac)?;
+        (socket, IpAddr::V6(local), Announcer::Na(na))
+    } else {
+        let local = interface
+            .primary_v4
+            .ok_or_else(|| InstanceError::NoSource(spec.interface.clone()))?;
+        let socket = VrrpSocket::open(&spec.interface, local, spec.mcast_group, &peers)?;
+        let garp = garp::GarpSender::open(interface.index, interface.mac)?;
+        (socket, IpAddr::V4(local), Announcer::Arp(garp))
+    };
     // Addresses a previous run left behind are not ours until we win the election.
     for vip in &vips {
         addr::remove(&handle, interface.index, *vip).await?;
@@ -262,7 +275,7 @@ pub async fn run(
         advert_cs: spec.advert_cs,
         preempt: spec.preempt,
         preempt_delay: spec.preempt_delay,
-        local_addr: IpAddr::V4(local),
+        local_addr: local,
     });
     let mut runtime = Runtime {
         spec: &spec,
@@ -270,7 +283,7 @@ pub async fn run(
         socket,
         local,
         interface,
-        garp,
+        announcer,
         ownership: &ownership,
         timer: None,
         second_burst: None,
@@ -379,7 +392,7 @@ pub async fn run(
                 match runtime.validate(&received) {
                     Ok(advert) => {
                         let event = Event::Advert {
-                            from: IpAddr::V4(received.src),
+                            from: received.src,
                             priority: advert.priority,
                             interval_cs: advert.interval_cs,
                         };
