@@ -73,22 +73,6 @@ impl GarpSender {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gratuitous_request_layout() {
-        let f = frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 5, 100));
-        assert_eq!(&f[..6], &[0xff; 6]);
-        assert_eq!(&f[12..14], &[0x08, 0x06]);
-        assert_eq!(&f[20..22], &[0, 1], "request");
-        assert_eq!(&f[28..32], &[10, 0, 5, 100], "sender address");
-        assert_eq!(&f[38..42], &[10, 0, 5, 100], "target address is the same");
-        assert_eq!(&f[32..38], &[0; 6]);
-    }
-}
-
 /// Sends unsolicited neighbour advertisements (RFC 4861 7.2.6) for IPv6 addresses: ICMPv6
 /// type 136 to all-nodes with the Override flag and the target link-layer address option.
 pub struct NaSender {
@@ -126,5 +110,21 @@ impl NaSender {
         );
         self.socket.send_to(&message, &all_nodes.into())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gratuitous_request_layout() {
+        let f = frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 5, 100));
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 1], "request");
+        assert_eq!(&f[28..32], &[10, 0, 5, 100], "sender address");
+        assert_eq!(&f[38..42], &[10, 0, 5, 100], "target address is the same");
+        assert_eq!(&f[32..38], &[0; 6]);
     }
 }
