@@ -23,7 +23,7 @@ const ADVERT_MS: u64 = 100;
 fn lb_config(bpf_dir: &std::path::Path, priority: u8, preempt: bool) -> String {
     format!(
         "[global]\nbpf_dir = \"{}\"\n\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
-         version = 3\nadvert = \"{ADVERT_MS}ms\"\npreempt = {preempt}\nvips = [\"{SEGMENT_VIP}/24\"]\n",
+         version = 3\nadvert = \"{ADVERT_MS}ms\"\npreempt = {preempt}\nvips = [\"{SEGMENT_VIP}/24 label eth0:vip\"]\n",
         bpf_dir.display()
     )
 }
@@ -91,6 +91,19 @@ fn election_failover_clean_stop_and_preemption() {
     )
     .expect("node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
+    // The VIP sits on the master's interface with its prefix and label, as `ip addr` shows.
+    let shown = lab
+        .host("node1")
+        .command("ip")
+        .expect("ip")
+        .args(["-o", "-4", "addr", "show", "dev", "eth0"])
+        .output()
+        .expect("ip addr");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("{SEGMENT_VIP}/24")) && shown.contains("eth0:vip"),
+        "{shown}"
+    );
 
     // The master dies: the backup waits Master_Down_Interval (3 x 100 ms + skew 61 ms).
     lab.stop(master.pid(), Signal::SIGKILL).expect("kill node1");

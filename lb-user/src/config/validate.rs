@@ -60,6 +60,8 @@ pub struct VrrpSpec {
     pub preempt_delay: std::time::Duration,
     /// Virtual addresses and prefix lengths.
     pub vips: Vec<(IpAddr, u8)>,
+    /// Address labels (`eth0:vi1`), by address.
+    pub labels: std::collections::BTreeMap<IpAddr, String>,
     /// v2 password.
     pub password: Option<[u8; 8]>,
     /// Unicast peers (empty: multicast).
@@ -670,8 +672,29 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             _ => {}
         }
         let mut vips = Vec::new();
+        let mut labels = std::collections::BTreeMap::new();
         for vip in &instance.vips {
-            let text = vip.get_ref();
+            // keepalived's `10.0.0.100/24 label eth0:vi1` form: an address, then optionally
+            // `label NAME` (IPv4 only, at most 15 bytes as the kernel allows).
+            let mut words = vip.get_ref().split_whitespace();
+            let text = words.next().unwrap_or("");
+            let label = match (words.next(), words.next(), words.next()) {
+                (None, _, _) => None,
+                (Some("label"), Some(label), None)
+                    if !label.is_empty() && label.len() <= MAX_IFNAME_LEN =>
+                {
+                    Some(label.to_string())
+                }
+                _ => {
+                    return fail(
+                        vip.span(),
+                        format!(
+                            "expected \"address/prefix\" or \"address/prefix label NAME\", found `{}`",
+                            vip.get_ref()
+                        ),
+                    );
+                }
+            };
             let (addr, len) = match text.split_once('/') {
                 Some((a, l)) => (a.parse::<IpAddr>().ok(), l.parse::<u8>().ok()),
                 None => (text.parse::<IpAddr>().ok(), None),
@@ -695,6 +718,12 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
                     vip.span(),
                     "VRRPv2 carries IPv4 addresses only; use version = 3".into(),
                 );
+            }
+            if let Some(label) = label {
+                if addr.is_ipv6() {
+                    return fail(vip.span(), "address labels exist for IPv4 only".into());
+                }
+                labels.insert(addr, label);
             }
             vips.push((addr, len));
         }
@@ -852,6 +881,7 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
             preempt: instance.preempt,
             preempt_delay,
             vips,
+            labels,
             password,
             unicast_peers,
             garp_repeat: instance.garp_master_repeat,

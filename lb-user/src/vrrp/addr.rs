@@ -107,9 +107,21 @@ fn address_of(message: &AddressMessage) -> Option<IpAddr> {
         })
 }
 
-/// Adds `addr/prefix` to interface `index` (already there is fine).
-pub async fn add(handle: &Handle, index: u32, addr: IpAddr, prefix: u8) -> Result<(), AddrError> {
+/// Adds `addr/prefix` (with an optional IPv4 `label`) to interface `index` (already there
+/// is fine).
+pub async fn add(
+    handle: &Handle,
+    index: u32,
+    addr: IpAddr,
+    prefix: u8,
+    label: Option<&str>,
+) -> Result<(), AddrError> {
     let mut request = handle.address().add(index, addr, prefix);
+    if let Some(label) = label {
+        request.message_mut().attributes.push(
+            netlink_packet_route::address::AddressAttribute::Label(label.to_string()),
+        );
+    }
     if addr.is_ipv6() {
         // No duplicate address detection: the address moves between nodes by design, and
         // a tentative address would not answer for a second or more after every failover.

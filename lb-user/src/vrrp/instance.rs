@@ -124,8 +124,14 @@ impl Runtime<'_> {
                 }
                 Action::AddAddresses => {
                     for (vip, prefix) in &self.spec.vips {
-                        if let Err(error) =
-                            addr::add(&self.handle, self.interface.index, *vip, *prefix).await
+                        if let Err(error) = addr::add(
+                            &self.handle,
+                            self.interface.index,
+                            *vip,
+                            *prefix,
+                            self.spec.labels.get(vip).map(String::as_str),
+                        )
+                        .await
                         {
                             tracing::error!(%error, instance = %self.spec.name, %vip, "adding the address failed");
                         }
@@ -208,25 +214,25 @@ impl Runtime<'_> {
             }
         }
     }
+}
 
-    /// Checks a received packet against this instance (RFC 5798 7.1); `Err` names why it was
-    /// dropped.
-    fn validate(&self, received: &super::net::Received) -> Result<Advert, PacketError> {
-        if received.ttl != 255 {
-            return Err(PacketError::WrongTtl(received.ttl));
-        }
-        let advert = Advert::decode(&received.payload, received.src, received.dst)?;
-        if advert.vrid != self.spec.vrid {
-            return Err(PacketError::WrongVrid(advert.vrid));
-        }
-        if advert.version != self.spec.version {
-            return Err(PacketError::BadVersion(received.payload[0] >> 4));
-        }
-        if advert.password != self.spec.password {
-            return Err(PacketError::AuthMismatch);
-        }
-        Ok(advert)
+/// Checks a received packet against the instance `spec` (RFC 5798 7.1, RFC 3768 7.1); `Err`
+/// names why it was dropped.
+pub fn accept(spec: &VrrpSpec, received: &super::net::Received) -> Result<Advert, PacketError> {
+    if received.ttl != 255 {
+        return Err(PacketError::WrongTtl(received.ttl));
     }
+    let advert = Advert::decode(&received.payload, received.src, received.dst)?;
+    if advert.vrid != spec.vrid {
+        return Err(PacketError::WrongVrid(advert.vrid));
+    }
+    if advert.version != spec.version {
+        return Err(PacketError::BadVersion(received.payload[0] >> 4));
+    }
+    if advert.password != spec.password {
+        return Err(PacketError::AuthMismatch);
+    }
+    Ok(advert)
 }
 
 /// Runs the instance until `shutdown` resolves; then leaves cleanly (priority 0, addresses
@@ -389,7 +395,7 @@ pub async fn run(
                     *runtime.dropped.entry("truncated".into()).or_default() += 1;
                     continue;
                 };
-                match runtime.validate(&received) {
+                match accept(&spec, &received) {
                     Ok(advert) => {
                         let event = Event::Advert {
                             from: received.src,
@@ -416,4 +422,87 @@ pub async fn run(
     let actions = fsm.handle(Event::Shutdown, started.elapsed());
     runtime.perform(actions).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::IpAddr, path::Path};
+
+    use super::*;
+    use crate::vrrp::{net::Received, packet::password_bytes};
+
+    fn spec() -> VrrpSpec {
+        let text = "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\nversion = 2\nadvert = \"1s\"\n\
+                    auth_pass = \"secret\"\nvips = [\"192.168.1.201/24\"]\n";
+        crate::config::load_str(Path::new("lb.toml"), text)
+            .expect("valid")
+            .resolved
+            .vrrp[0]
+            .clone()
+    }
+
+    fn received(advert: &Advert, ttl: u8) -> Received {
+        let (src, dst): (IpAddr, IpAddr) = (
+            "192.168.1.1".parse().unwrap(),
+            "224.0.0.18".parse().unwrap(),
+        );
+        Received {
+            src,
+            dst,
+            ttl,
+            payload: advert.encode(src, dst),
+        }
+    }
+
+    #[test]
+    fn instance_level_checks_drop_what_is_not_for_us() {
+        let spec = spec();
+        let good = Advert {
+            version: crate::vrrp::packet::Version::V2,
+            vrid: 51,
+            priority: 100,
+            interval_cs: 100,
+            addrs: vec!["192.168.1.201".parse().unwrap()],
+            password: Some(password_bytes("secret")),
+        };
+        assert_eq!(accept(&spec, &received(&good, 255)), Ok(good.clone()));
+        assert_eq!(
+            accept(&spec, &received(&good, 254)),
+            Err(PacketError::WrongTtl(254)),
+            "RFC 5798 7.1: TTL 255"
+        );
+        let other_vrid = Advert {
+            vrid: 52,
+            ..good.clone()
+        };
+        assert_eq!(
+            accept(&spec, &received(&other_vrid, 255)),
+            Err(PacketError::WrongVrid(52))
+        );
+        let wrong_password = Advert {
+            password: Some(password_bytes("guess")),
+            ..good.clone()
+        };
+        assert_eq!(
+            accept(&spec, &received(&wrong_password, 255)),
+            Err(PacketError::AuthMismatch)
+        );
+        let no_password = Advert {
+            password: None,
+            ..good.clone()
+        };
+        assert_eq!(
+            accept(&spec, &received(&no_password, 255)),
+            Err(PacketError::AuthMismatch)
+        );
+        let v3 = Advert {
+            version: crate::vrrp::packet::Version::V3,
+            password: None,
+            ..good
+        };
+        assert_eq!(
+            accept(&spec, &received(&v3, 255)),
+            Err(PacketError::BadVersion(3))
+        );
+    }
 }
