@@ -9,6 +9,7 @@ pub mod agent;
 pub mod config;
 pub mod dataplane;
 pub mod health;
+pub mod proxy;
 pub mod vrrp;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.
