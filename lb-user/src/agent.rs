@@ -34,6 +34,9 @@ pub enum AgentError {
     /// Next hops could not be read.
     #[error("resolving next hops: {0}")]
     Neigh(#[from] NeighError),
+    /// A frontend could not listen.
+    #[error("L7 frontend: {0}")]
+    Proxy(std::io::Error),
 }
 
 /// Checks what only the host can tell: every configured interface exists.
@@ -200,6 +203,18 @@ async fn serve(
             tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
             None
         }
+    };
+    let _proxy = if config.resolved.frontends.is_empty() {
+        None
+    } else {
+        let tasks = crate::proxy::server::spawn(
+            config.resolved.frontends.clone(),
+            config.resolved.backends.clone(),
+            model.services.len(),
+            board_rx.clone(),
+        )
+        .map_err(AgentError::Proxy)?;
+        Some(tasks)
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut instances = tokio::task::JoinSet::new();

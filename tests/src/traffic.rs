@@ -367,3 +367,56 @@ async fn read_request(stream: &mut TcpStream) -> bool {
     }
     true
 }
+
+/// Sends `raw` (a whole HTTP/1.1 request) to `server` and reads the answer to the end: the
+/// status code and the body.
+pub async fn http_exchange(server: SocketAddr, raw: &[u8]) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(server))
+        .await
+        .with_context(|| format!("connecting to {server} timed out"))??;
+    stream.write_all(raw).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .context("response timed out")??;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code")?;
+    Ok((status, body.to_string()))
+}
+
+/// An HTTP server answering every request with its own name and the request head it got
+/// (lower-cased header names), so tests can see what a proxy forwarded.
+pub async fn http_echo_head_server(listener: TcpListener, name: String, lifetime: Duration) {
+    let serve = async {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let body = format!("{name}\n{head}");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, serve).await;
+}

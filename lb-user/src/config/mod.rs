@@ -12,7 +12,8 @@ mod validate;
 
 pub use duration::parse_duration;
 pub use validate::{
-    CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, TrackScriptSpec, VrrpSpec,
+    BackendSpec, CheckSpec, FrontendSpec, NotifySpec, RealSpec, Resolved, ServerSpec, ServiceSpec,
+    TrackScriptSpec, VrrpSpec,
 };
 
 pub use load::{ConfigError, load_file, load_str};

@@ -25,6 +25,12 @@ pub struct Config {
     /// that change state together.
     #[serde(default)]
     pub vrrp_sync_group: Vec<VrrpSyncGroup>,
+    /// L7 frontends (`[[frontend]]`, HAProxy `frontend`).
+    #[serde(default)]
+    pub frontend: Vec<Frontend>,
+    /// L7 backends (`[[backend]]`, HAProxy `backend`).
+    #[serde(default)]
+    pub backend: Vec<Backend>,
     /// Where the configuration came from, to locate errors found after loading.
     #[serde(skip)]
     pub origin: Origin,
@@ -458,4 +464,76 @@ fn default_true() -> bool {
 
 fn default_garp_repeat() -> u32 {
     5
+}
+
+/// One `[[frontend]]` table: where clients connect and which backend serves them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frontend {
+    /// Name, used in logs.
+    pub name: Spanned<String>,
+    /// Addresses to listen on (`"0.0.0.0:80"`, `"[::]:80"`); binds even before the address
+    /// exists (IP_FREEBIND), so a frontend on a VRRP VIP starts on a backup node.
+    pub bind: Vec<Spanned<String>>,
+    /// ACLs, HAProxy's `acl` lines without the keyword: `"is_api path_beg -i /api"`.
+    #[serde(default)]
+    pub acls: Vec<Spanned<String>>,
+    /// Routing rules in order, HAProxy's `use_backend` lines: `"api if is_api"`.
+    #[serde(default)]
+    pub use_backend: Vec<Spanned<String>>,
+    /// Backend for requests no rule routes.
+    pub default_backend: Option<Spanned<String>>,
+    /// Add `X-Forwarded-For` with the client address (HAProxy `option forwardfor`).
+    #[serde(default)]
+    pub forwardfor: bool,
+    /// Idle time allowed between a client's requests (HAProxy `timeout client`, default 30s).
+    pub timeout_client: Option<Spanned<String>>,
+}
+
+/// One `[[backend]]` table: servers and how to choose among them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Name, used by `use_backend` and in logs.
+    pub name: Spanned<String>,
+    /// Algorithm: roundrobin (default), static-rr, leastconn, first, source, uri, random.
+    pub balance: Option<Spanned<String>>,
+    /// The servers.
+    pub servers: Vec<Server>,
+    /// Health check of the servers (same vocabulary as `[[l4]]`).
+    pub check: Option<CheckConfig>,
+    /// Time to establish a connection to a server (default 5s).
+    pub timeout_connect: Option<Spanned<String>>,
+    /// Time to wait for a server's response (default 30s).
+    pub timeout_server: Option<Spanned<String>>,
+    /// Further servers tried when connecting fails (HAProxy `retries`, default 3).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+/// A `server` line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Name, used in logs and the runtime API.
+    pub name: Spanned<String>,
+    /// `"address:port"`.
+    pub addr: Spanned<String>,
+    /// Weight (default 1).
+    #[serde(default = "default_server_weight")]
+    pub weight: u32,
+    /// Only used when no other server is up.
+    #[serde(default)]
+    pub backup: bool,
+    /// Concurrent requests at most (0: no limit).
+    #[serde(default)]
+    pub maxconn: u32,
+}
+
+fn default_server_weight() -> u32 {
+    1
 }

@@ -145,6 +145,25 @@ pub fn targets(model: &L4Model, config: &Config) -> Vec<Target> {
             });
         }
     }
+    // L7 backends follow the L4 services on the board: backend b is entry l4_count + b,
+    // server s of it is real id s, named as HAProxy names them (`backend/server`).
+    for (b, backend) in config.resolved.backends.iter().enumerate() {
+        let Some(check) = &backend.check else {
+            continue;
+        };
+        for (s, server) in backend.servers.iter().enumerate() {
+            targets.push(Target {
+                key: (model.services.len() + b, s as u32),
+                service: backend.name.clone(),
+                server: server.name.clone(),
+                addr: SocketAddr::new(
+                    check.addr.unwrap_or(server.addr.ip()),
+                    check.port.unwrap_or(server.addr.port()),
+                ),
+                check: check.clone(),
+            });
+        }
+    }
     targets
 }
 
