@@ -39,14 +39,69 @@ pub fn lb_binary() -> anyhow::Result<PathBuf> {
     })
 }
 
-/// A unique bpffs directory for one agent in a test.
-pub fn unique_bpf_dir() -> PathBuf {
+/// A unique bpffs directory for one agent in a test, removed (with everything pinned in it)
+/// when dropped. An agent killed with SIGKILL leaves its maps pinned by design (the next
+/// agent adopts them); without this, every such test would leak tens of MB of kernel memory.
+pub struct BpfDir(PathBuf);
+
+impl std::ops::Deref for BpfDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for BpfDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for BpfDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for BpfDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(lb::agent::health_status_path(&self.0));
+        let _ = std::fs::remove_file(lb::admin::socket_path(&self.0));
+    }
+}
+
+/// A fresh [`BpfDir`]. The first call also removes directories left by test processes that
+/// were killed before they could clean up.
+pub fn unique_bpf_dir() -> BpfDir {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    PathBuf::from(format!(
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_stale_bpf_dirs);
+    BpfDir(PathBuf::from(format!(
         "/sys/fs/bpf/lb-test-{}-agent{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+    )))
+}
+
+fn remove_stale_bpf_dirs() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("lb-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// An `lb run` process in a lab host.
@@ -208,6 +263,29 @@ pub fn health_state(status: &Path, server: &str) -> Option<String> {
     text.lines()
         .find(|l| l.split_whitespace().nth(1) == Some(server))
         .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+/// Polls the status file until `server` is UP with at least one check behind it (every
+/// backend starts UP before its first check).
+pub fn wait_for_checked_up(status: &Path, server: &str, limit: Duration) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let text = std::fs::read_to_string(status).unwrap_or_default();
+        let checked_up = text.lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(1) == Some(&server)
+                && fields.get(2) == Some(&"UP")
+                && !l.contains("none yet")
+        });
+        if checked_up {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!(
+        "{server} was not checked and UP within {limit:?}: {:?}",
+        std::fs::read_to_string(status)
+    )
 }
 
 /// Polls the status file until `server` shows `wanted`; returns how long that took, or an

@@ -14,7 +14,7 @@ use std::{
 };
 
 use lb_tests::{
-    agent::{RunningAgent, unique_bpf_dir, wait_for_health},
+    agent::{RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
     netns::Lab,
     require_root,
     topology::{balancer_with_reals, real_addr},
@@ -98,6 +98,9 @@ fn routes_balances_follows_health_and_refuses_bad_requests() {
     let _agent =
         RunningAgent::start(&lab, lab.host("lb"), &config(&bpf_dir), &bpf_dir, &[]).expect("agent");
     let status = lb::agent::health_status_path(&bpf_dir);
+    for server in ["web1", "web2"] {
+        wait_for_checked_up(&status, server, Duration::from_secs(5)).expect("checked up at start");
+    }
 
     // ACL routing, with X-Forwarded-For added.
     let (code, body) = get(&lab, "/API/orders?id=7");
