@@ -357,15 +357,21 @@ pub async fn who_answers(addr: SocketAddr, limit: Duration) -> Option<String> {
 
 /// Reads an HTTP request head (up to the blank line); false if the client went away first.
 async fn read_request(stream: &mut TcpStream) -> bool {
+    read_request_head(stream).await.is_some()
+}
+
+/// Reads an HTTP request head (up to the blank line) and returns it; `None` if the client went
+/// away first.
+async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
     }
-    true
+    Some(request)
 }
 
 /// Sends `raw` (a whole HTTP/1.1 request) to `server` and reads the answer to the end: the
@@ -399,14 +405,9 @@ pub async fn http_echo_head_server(listener: TcpListener, name: String, lifetime
             };
             let name = name.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(request) = read_request_head(&mut stream).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
                 let body = format!("{name}\n{head}");
                 let response = format!(
@@ -419,4 +420,24 @@ pub async fn http_echo_head_server(listener: TcpListener, name: String, lifetime
         }
     };
     let _ = tokio::time::timeout(lifetime, serve).await;
+}
+
+/// Starts a [`controlled_http_server`] on port 80 of each of `hosts` of `lab` (named after
+/// its host) and returns the switches that set their behaviour, in the same order.
+pub fn spawn_controlled_servers(
+    lab: &crate::netns::Lab,
+    hosts: &[&str],
+    lifetime: Duration,
+) -> anyhow::Result<Vec<std::sync::Arc<std::sync::atomic::AtomicU8>>> {
+    let mut modes = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(behaviour::OK));
+        let (name, switch) = (host.to_string(), mode.clone());
+        lab.host(host).spawn(move || async move {
+            controlled_http_server(SocketAddr::from(([0, 0, 0, 0], 80)), name, switch, lifetime)
+                .await;
+        })?;
+        modes.push(mode);
+    }
+    Ok(modes)
 }

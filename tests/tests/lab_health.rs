@@ -5,10 +5,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU8, Ordering},
-    },
+    sync::atomic::{AtomicU8, Ordering},
     time::Duration,
 };
 
@@ -16,7 +13,7 @@ use lb_tests::{
     agent::{RunningAgent, health_state, unique_bpf_dir, wait_for_checked_up, wait_for_health},
     require_root,
     topology::{VIP, balancer_with_reals, real_addr},
-    traffic::{behaviour, controlled_http_server, http_get_from},
+    traffic::{behaviour, http_get_from, spawn_controlled_servers},
 };
 
 const INTER_MS: u64 = 200;
@@ -76,24 +73,9 @@ fn checks_follow_failing_servers_and_steer_new_flows() {
     let lab = balancer_with_reals("health", 3)
         .build()
         .expect("build the lab");
-    let modes: Vec<Arc<AtomicU8>> = (0..3)
-        .map(|_| Arc::new(AtomicU8::new(behaviour::OK)))
-        .collect();
-    for (i, mode) in modes.iter().enumerate() {
-        let name = format!("real{}", i + 1);
-        let mode = mode.clone();
-        lab.host(&name)
-            .spawn(move || async move {
-                controlled_http_server(
-                    "0.0.0.0:80".parse().expect("addr"),
-                    name,
-                    mode,
-                    Duration::from_secs(120),
-                )
-                .await;
-            })
-            .expect("server");
-    }
+    let modes =
+        spawn_controlled_servers(&lab, &["real1", "real2", "real3"], Duration::from_secs(120))
+            .expect("servers");
     let bpf_dir = unique_bpf_dir();
     let _agent =
         RunningAgent::start(&lab, lab.host("lb"), &config(&bpf_dir), &bpf_dir, &[]).expect("agent");

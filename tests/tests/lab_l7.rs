@@ -3,22 +3,14 @@
 //! health checks, answers 503 when no server is up and 400 to a malformed request, which it
 //! never forwards. Needs root.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU8, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use lb_tests::{
     agent::{RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
     netns::Lab,
     require_root,
     topology::{balancer_with_reals, real_addr},
-    traffic::{behaviour, controlled_http_server, http_echo_head_server, http_exchange},
+    traffic::{behaviour, http_echo_head_server, http_exchange, spawn_controlled_servers},
 };
 use tokio::net::TcpListener;
 
@@ -65,24 +57,8 @@ fn routes_balances_follows_health_and_refuses_bad_requests() {
             http_echo_head_server(listener, "real1".into(), Duration::from_secs(60)).await;
         })
         .expect("api server");
-    let modes: Vec<Arc<AtomicU8>> = (0..2)
-        .map(|_| Arc::new(AtomicU8::new(behaviour::OK)))
-        .collect();
-    for (i, mode) in modes.iter().enumerate() {
-        let name = format!("real{}", i + 2);
-        let mode = mode.clone();
-        lab.host(&name)
-            .spawn(move || async move {
-                controlled_http_server(
-                    "0.0.0.0:80".parse().expect("addr"),
-                    name,
-                    mode,
-                    Duration::from_secs(60),
-                )
-                .await;
-            })
-            .expect("web server");
-    }
+    let modes = spawn_controlled_servers(&lab, &["real2", "real3"], Duration::from_secs(60))
+        .expect("web servers");
     // Warm the lab up: the very first SYN across a fresh lab is retransmitted after 1 s (the
     // neighbour entries are being made), longer than this test's 150 ms check timeout.
     lab.host("lb")
