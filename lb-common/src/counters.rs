@@ -130,5 +130,29 @@ impl Counter {
     }
 }
 
+/// The value of the `LB_COUNTERS` per-CPU array's one entry: every counter of one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterBlock {
+    /// Indexed by [`Counter`].
+    pub values: [u64; Counter::COUNT as usize],
+}
+
+impl Default for CounterBlock {
+    fn default() -> Self {
+        CounterBlock {
+            values: [0; Counter::COUNT as usize],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) array of u64: every byte pattern is a valid value, no padding.
+unsafe impl aya::Pod for CounterBlock {}
+
 const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
+const _: () = assert!(
+    Counter::COUNT <= 32,
+    "a packet's counters are gathered in a u32"
+);
 const _: () = assert!(Counter::Drop as u32 == Counter::COUNT - 1);

@@ -12,7 +12,7 @@ use lb_common::{
 use crate::{
     forward::{self, Verdict},
     icmp,
-    maps::{LB_REAL_STATS, LB_SERVICE_STATS, LB_SERVICES, LB_SETTINGS, add_traffic, count},
+    maps::{LB_REAL_STATS, LB_SERVICE_STATS, LB_SERVICES, LB_SETTINGS, Tally, add_traffic},
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed},
     select,
 };
@@ -20,14 +20,14 @@ use crate::{
 /// Balances a TCP/UDP packet for a VIP, turns a NAT reply back, forwards an ICMP error to its
 /// flow's real, or passes anything else.
 #[inline(always)]
-pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
+pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
     let Some(settings) = LB_SETTINGS.get(0) else {
         return Verdict::Pass;
     };
     let settings = *settings;
     let family = if p.ipv6 { FAMILY_V6 } else { FAMILY_V4 };
     if p.protocol == IPPROTO_ICMP || p.protocol == IPPROTO_ICMPV6 {
-        return icmp::handle(ctx, p, family, &settings);
+        return icmp::handle(ctx, p, family, &settings, t);
     }
     let key = ServiceKey {
         addr: p.dst,
@@ -38,19 +38,19 @@ pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
     // SAFETY: the value is copied out at once.
     let Some(service) = (unsafe { LB_SERVICES.get(key) }).copied() else {
         if settings.flags & SETTINGS_NAT != 0
-            && let Some(verdict) = forward::nat_reply(ctx, p, family)
+            && let Some(verdict) = forward::nat_reply(ctx, p, family, t)
         {
             return verdict;
         }
         return Verdict::Pass;
     };
     if service.flags & SERVICE_ACTIVE == 0 {
-        count(Counter::VipInactive);
+        t.add(Counter::VipInactive);
         return Verdict::Pass;
     }
     let flow = p.flow_key(family);
-    let Some(choice) = select::choose(&service, &flow, &settings) else {
-        count(Counter::NoReal);
+    let Some(choice) = select::choose(&service, &flow, &settings, t) else {
+        t.add(Counter::NoReal);
         return Verdict::Drop;
     };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
@@ -60,7 +60,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed) -> Verdict {
         MODE_DR => forward::direct(ctx, &choice.real),
         MODE_TUN => {
             let hash = flow_hash(&flow, settings.hash_seed, false);
-            forward::tunnel(ctx, p, family, &choice.real, &settings, hash)
+            forward::tunnel(ctx, p, family, &choice.real, &settings, hash, t)
         }
         MODE_NAT => forward::nat(ctx, p, family, &choice.real),
         _ => Verdict::Drop,

@@ -10,7 +10,7 @@ use lb_common::{
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    maps::{LB_DECAP_VIPS, count},
+    maps::{LB_DECAP_VIPS, Tally},
     parse::{ptr_at, ptr_at_mut},
 };
 
@@ -23,11 +23,13 @@ const IPPROTO_IPV6: u8 = 41;
 /// Decapsulates or passes; never drops.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> u32 {
-    count(Counter::Rx);
+    let mut t = Tally::default();
+    t.add(Counter::Rx);
     if let Some(()) = try_decap(ctx) {
-        count(Counter::Decap);
+        t.add(Counter::Decap);
     }
-    count(Counter::Pass);
+    t.add(Counter::Pass);
+    t.flush();
     xdp_action::XDP_PASS
 }
 

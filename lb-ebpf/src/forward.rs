@@ -10,7 +10,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     csum,
-    maps::{LB_NAT, count},
+    maps::{LB_NAT, Tally},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at_mut},
 };
 
@@ -191,11 +191,11 @@ pub fn nat(ctx: &XdpContext, p: &Parsed, family: u8, real: &Real) -> Verdict {
 /// NAT replies: a packet from a real to a client whose flow went through NAT gets the VIP
 /// back as its source. `None` if the packet is not such a reply.
 #[inline(always)]
-pub fn nat_reply(ctx: &XdpContext, p: &Parsed, family: u8) -> Option<Verdict> {
+pub fn nat_reply(ctx: &XdpContext, p: &Parsed, family: u8, t: &mut Tally) -> Option<Verdict> {
     let key = p.flow_key(family);
     // SAFETY: the value is copied out at once.
     let entry = unsafe { *LB_NAT.get(key)? };
-    count(Counter::NatReply);
+    t.add(Counter::NatReply);
     if !rewrite(ctx, p, false, &entry.vip, entry.vip_port) {
         return Some(Verdict::Drop);
     }
@@ -212,6 +212,7 @@ pub fn tunnel(
     real: &Real,
     settings: &Settings,
     hash: u32,
+    t: &mut Tally,
 ) -> Verdict {
     // The inner packet's length and first bytes, read before the frame moves.
     let l3 = p.l3_offset;
@@ -235,7 +236,7 @@ pub fn tunnel(
         )
     };
     if inner_len + outer_len > settings.tunnel_mtu as usize {
-        count(Counter::EncapTooBig);
+        t.add(Counter::EncapTooBig);
         return Verdict::Drop;
     }
     let Some(tag) = ptr_at_mut::<[u8; 4]>(ctx, 12) else {
@@ -246,7 +247,7 @@ pub fn tunnel(
     let tagged = l3 == 18;
     // SAFETY: growing the head by a constant; every pointer is derived again afterwards.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_len as i32)) } != 0 {
-        count(Counter::AdjustFailed);
+        t.add(Counter::AdjustFailed);
         return Verdict::Drop;
     }
     let ether_type = if family == FAMILY_V4 {

@@ -16,7 +16,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     forward::{self, Verdict},
-    maps::{LB_CONNS, LB_REALS, LB_SERVICES, count},
+    maps::{LB_CONNS, LB_REALS, LB_SERVICES, Tally},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at},
 };
 
@@ -29,7 +29,13 @@ const ICMP_HEADER_LEN: usize = 8;
 /// Forwards an ICMP "fragmentation needed" / "packet too big" quoting a flow in the connection
 /// table to that flow's real (DR and TUN; NAT reals never see the VIP, so it is passed).
 #[inline(always)]
-pub fn handle(ctx: &XdpContext, p: &Parsed, family: u8, settings: &Settings) -> Verdict {
+pub fn handle(
+    ctx: &XdpContext,
+    p: &Parsed,
+    family: u8,
+    settings: &Settings,
+    t: &mut Tally,
+) -> Verdict {
     let Ok(header) = ptr_at::<[u8; 2]>(ctx, p.l4_offset) else {
         return Verdict::Pass;
     };
@@ -77,13 +83,13 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, family: u8, settings: &Settings) -> 
     };
     match service.mode {
         MODE_DR => {
-            count(Counter::IcmpToReal);
+            t.add(Counter::IcmpToReal);
             forward::direct(ctx, &real)
         }
         MODE_TUN => {
-            count(Counter::IcmpToReal);
+            t.add(Counter::IcmpToReal);
             let hash = flow_hash(&flow, settings.hash_seed, false);
-            forward::tunnel(ctx, p, family, &real, settings, hash)
+            forward::tunnel(ctx, p, family, &real, settings, hash, t)
         }
         _ => Verdict::Pass,
     }

@@ -20,21 +20,22 @@ mod select;
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
 use lb_common::counters::Counter;
 
-use crate::{forward::Verdict, maps::count, parse::ParseError};
+use crate::{forward::Verdict, maps::Tally, parse::ParseError};
 
 /// The L4 balancer: forwards packets for active VIPs to their reals, passes everything else.
 #[xdp]
 pub fn lb_ingress(ctx: XdpContext) -> u32 {
-    count(Counter::Rx);
-    let verdict = match parse::parse_frame(&ctx) {
-        Ok(parsed) => balance::handle(&ctx, &parsed),
+    let mut t = Tally::default();
+    t.add(Counter::Rx);
+    let verdict = match parse::parse_frame(&ctx, &mut t) {
+        Ok(parsed) => balance::handle(&ctx, &parsed, &mut t),
         Err(ParseError::NotBalanced) => Verdict::Pass,
         Err(ParseError::Malformed) => {
-            count(Counter::Malformed);
+            t.add(Counter::Malformed);
             Verdict::Pass
         }
     };
-    finish(verdict)
+    finish(verdict, t)
 }
 
 /// Real-server side of TUN mode: strips the outer header of IPIP / IP6IP6 packets for
@@ -68,32 +69,34 @@ pub fn bench_floor(ctx: XdpContext) -> u32 {
 
 /// Counts the verdict and turns it into an XDP action.
 #[inline(always)]
-fn finish(verdict: Verdict) -> u32 {
-    match verdict {
+fn finish(verdict: Verdict, mut t: Tally) -> u32 {
+    let action = match verdict {
         Verdict::Pass => {
-            count(Counter::Pass);
+            t.add(Counter::Pass);
             xdp_action::XDP_PASS
         }
         Verdict::Tx => {
-            count(Counter::Tx);
+            t.add(Counter::Tx);
             xdp_action::XDP_TX
         }
         Verdict::Redirect(ifindex) => {
             // SAFETY: plain helper call; it only records the target for after the program.
             let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
             if action == xdp_action::XDP_REDIRECT {
-                count(Counter::Redirect);
+                t.add(Counter::Redirect);
                 action
             } else {
-                count(Counter::Drop);
+                t.add(Counter::Drop);
                 xdp_action::XDP_DROP
             }
         }
         Verdict::Drop => {
-            count(Counter::Drop);
+            t.add(Counter::Drop);
             xdp_action::XDP_DROP
         }
-    }
+    };
+    t.flush();
+    action
 }
 
 #[cfg(not(test))]

@@ -8,16 +8,17 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    counters::Counter,
+    counters::{Counter, CounterBlock},
     maps::{
         DEFAULT_RING_SIZE, DecapKey, FloodState, Flow, FlowKey, MAX_REALS, MAX_SERVICES, NatEntry,
         Real, Service, ServiceKey, Settings, TrafficStats,
     },
 };
 
-/// Per-CPU packet counters, one `u64` per [`Counter`].
+/// Per-CPU packet counters: one entry holding a `u64` per [`Counter`], so a packet costs a
+/// single lookup however many counters it moves.
 #[map(name = "LB_COUNTERS")]
-pub static LB_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
+pub static LB_COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::pinned(1, 0);
 
 /// Virtual services by (VIP, port, protocol).
 #[map(name = "LB_SERVICES")]
@@ -60,13 +61,36 @@ pub static LB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::pinned(1, 0);
 #[map(name = "LB_DECAP_VIPS")]
 pub static LB_DECAP_VIPS: HashMap<DecapKey, u32> = HashMap::pinned(1024, 0);
 
-/// Adds one to `counter` on this CPU.
-#[inline(always)]
-pub fn count(counter: Counter) {
-    if let Some(slot) = LB_COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: the pointer comes from a successful per-CPU lookup, so it is valid and only
-        // this CPU writes it while the program runs (no preemption inside XDP).
-        unsafe { *slot += 1 };
+/// The counters one packet moves, gathered as bits and added to the per-CPU block once at
+/// the end (each counter moves at most once per packet).
+#[derive(Default)]
+pub struct Tally(u32);
+
+impl Tally {
+    /// Marks `counter` for this packet.
+    #[inline(always)]
+    pub fn add(&mut self, counter: Counter) {
+        self.0 |= 1 << (counter as u32);
+    }
+
+    /// Adds the marked counters to this CPU's block.
+    #[inline(always)]
+    pub fn flush(self) {
+        let Some(block) = LB_COUNTERS.get_ptr_mut(0) else {
+            return;
+        };
+        let mut bits = self.0;
+        let mut guard = 0;
+        while bits != 0 && guard < Counter::COUNT {
+            let index = bits.trailing_zeros() as usize;
+            if index < Counter::COUNT as usize {
+                // SAFETY: per-CPU block from a successful lookup, written by this CPU only (no
+                // preemption inside XDP); the index is checked against the array length.
+                unsafe { (*block).values[index] += 1 };
+            }
+            bits &= bits - 1;
+            guard += 1;
+        }
     }
 }
 

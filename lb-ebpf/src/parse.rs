@@ -14,7 +14,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-use crate::maps::count;
+use crate::maps::Tally;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -110,30 +110,30 @@ pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 
 /// Walks the headers of the frame in `ctx`.
 #[inline(always)]
-pub fn parse_frame(ctx: &XdpContext) -> Result<Parsed, ParseError> {
+pub fn parse_frame(ctx: &XdpContext, t: &mut Tally) -> Result<Parsed, ParseError> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: `ptr_at` checked the header lies inside the frame.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
     let mut offset = EthHdr::LEN;
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
         let vlan: *const VlanHdr = ptr_at(ctx, offset)?;
-        count(Counter::Vlan);
+        t.add(Counter::Vlan);
         // SAFETY: bounds checked by `ptr_at`.
         ether_type = u16::from_be(unsafe { (*vlan).ether_type });
         offset += VlanHdr::LEN;
     }
     match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, offset),
-        ETH_P_IPV6 => parse_ipv6(ctx, offset),
+        ETH_P_IPV4 => parse_ipv4(ctx, offset, t),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset, t),
         _ => {
-            count(Counter::NonIp);
+            t.add(Counter::NonIp);
             Err(ParseError::NotBalanced)
         }
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> {
+fn parse_ipv4(ctx: &XdpContext, l3_offset: usize, t: &mut Tally) -> Result<Parsed, ParseError> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3_offset)?;
     // SAFETY: bounds checked by `ptr_at`.
     let ip = unsafe { &*ip };
@@ -146,11 +146,11 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> 
     if ctx.data() + l3_offset + header_len > ctx.data_end() {
         return Err(ParseError::Malformed);
     }
-    count(Counter::Ipv4);
+    t.add(Counter::Ipv4);
     let frags = u16::from_be_bytes(ip.frags);
     // More-fragments flag (0x2000) or a non-zero offset (low 13 bits): a fragment.
     if frags & 0x3fff != 0 {
-        count(Counter::Fragment);
+        t.add(Counter::Fragment);
         return Err(ParseError::NotBalanced);
     }
     let mut parsed = Parsed {
@@ -163,19 +163,19 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> 
         l3_offset,
         l4_offset: l3_offset + header_len,
     };
-    parse_l4(ctx, &mut parsed)?;
+    parse_l4(ctx, &mut parsed, t)?;
     Ok(parsed)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> {
+fn parse_ipv6(ctx: &XdpContext, l3_offset: usize, t: &mut Tally) -> Result<Parsed, ParseError> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_offset)?;
     // SAFETY: bounds checked by `ptr_at`.
     let ip = unsafe { &*ip };
     if ip.vcf[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
     }
-    count(Counter::Ipv6);
+    t.add(Counter::Ipv6);
     let mut next_header = ip.next_hdr;
     let mut offset = l3_offset + size_of::<Ipv6Hdr>();
     let mut walked = 0;
@@ -199,7 +199,7 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> 
                 // Any fragment header marks a fragment, including an atomic one with offset 0
                 // and no M flag: RFC 8200 lets a receiver reassemble it, so treat it the same.
                 let _: *const [u8; 8] = ptr_at(ctx, offset)?;
-                count(Counter::Fragment);
+                t.add(Counter::Fragment);
                 return Err(ParseError::NotBalanced);
             }
             _ => break,
@@ -212,7 +212,7 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> 
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
         )
     {
-        count(Counter::Ipv6ExtLimit);
+        t.add(Counter::Ipv6ExtLimit);
         return Err(ParseError::NotBalanced);
     }
     let mut parsed = Parsed {
@@ -225,7 +225,7 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize) -> Result<Parsed, ParseError> 
         l3_offset,
         l4_offset: offset,
     };
-    parse_l4(ctx, &mut parsed)?;
+    parse_l4(ctx, &mut parsed, t)?;
     Ok(parsed)
 }
 
@@ -247,7 +247,7 @@ fn words(addr: &[u8; 16]) -> [u32; 4] {
 }
 
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed) -> Result<(), ParseError> {
+fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed, t: &mut Tally) -> Result<(), ParseError> {
     match parsed.protocol {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, parsed.l4_offset)?;
@@ -260,7 +260,7 @@ fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed) -> Result<(), ParseError> {
             {
                 return Err(ParseError::Malformed);
             }
-            count(Counter::Tcp);
+            t.add(Counter::Tcp);
             parsed.src_port = u16::from_be_bytes(tcp.source);
             parsed.dst_port = u16::from_be_bytes(tcp.dest);
             Ok(())
@@ -269,18 +269,18 @@ fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed) -> Result<(), ParseError> {
             let udp: *const UdpHdr = ptr_at(ctx, parsed.l4_offset)?;
             // SAFETY: bounds checked by `ptr_at`.
             let udp = unsafe { &*udp };
-            count(Counter::Udp);
+            t.add(Counter::Udp);
             parsed.src_port = u16::from_be_bytes(udp.src);
             parsed.dst_port = u16::from_be_bytes(udp.dst);
             Ok(())
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             // Handed on: an ICMP error quoting a VIP flow must reach that flow's real.
-            count(Counter::Other);
+            t.add(Counter::Other);
             Ok(())
         }
         _ => {
-            count(Counter::Other);
+            t.add(Counter::Other);
             Err(ParseError::NotBalanced)
         }
     }

@@ -8,7 +8,7 @@ use lb_common::{
     maps::{Flow, FlowKey, NO_REAL, REAL_ACTIVE, Real, SERVICE_SOURCE_HASH, Service, Settings},
 };
 
-use crate::maps::{LB_CONNS, LB_FLOOD, LB_REALS, LB_RINGS, count};
+use crate::maps::{LB_CONNS, LB_FLOOD, LB_REALS, LB_RINGS, Tally};
 
 /// A chosen real.
 pub struct Choice {
@@ -32,7 +32,12 @@ fn active_real(real_id: u32) -> Option<Real> {
 
 /// Finds the real for `flow` of `service`.
 #[inline(always)]
-pub fn choose(service: &Service, flow: &FlowKey, settings: &Settings) -> Option<Choice> {
+pub fn choose(
+    service: &Service,
+    flow: &FlowKey,
+    settings: &Settings,
+    t: &mut Tally,
+) -> Option<Choice> {
     // SAFETY: the LRU value is copied out at once; a concurrent update can only make us read
     // a slightly stale real id, which the key check below catches.
     if let Some(entry) = unsafe { LB_CONNS.get(flow) } {
@@ -40,7 +45,7 @@ pub fn choose(service: &Service, flow: &FlowKey, settings: &Settings) -> Option<
         if let Some(real) = active_real(entry.real_id)
             && real.key == entry.real_key
         {
-            count(Counter::LruHit);
+            t.add(Counter::LruHit);
             return Some(Choice {
                 real_id: entry.real_id,
                 real,
@@ -48,7 +53,7 @@ pub fn choose(service: &Service, flow: &FlowKey, settings: &Settings) -> Option<
             });
         }
     }
-    count(Counter::LruMiss);
+    t.add(Counter::LruMiss);
     let ring_size = settings.ring_size;
     if ring_size == 0 {
         return None;
@@ -75,7 +80,7 @@ pub fn choose(service: &Service, flow: &FlowKey, settings: &Settings) -> Option<
         // A full table evicts its least recently used entry; failure only costs a re-hash.
         let _ = LB_CONNS.insert(flow, entry, 0);
     } else {
-        count(Counter::FloodSkip);
+        t.add(Counter::FloodSkip);
     }
     Some(Choice {
         real_id,

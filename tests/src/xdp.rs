@@ -15,7 +15,7 @@ use aya::{
 };
 use lb::dataplane::{Dataplane, model::L4Model, neigh::Nexthop};
 use lb_common::{
-    counters::Counter,
+    counters::{Counter, CounterBlock},
     maps::{
         CONNS_MAP, COUNTERS_MAP, Flow, FlowKey, INGRESS_PROGRAM, REAL_STATS_MAP, SERVICE_STATS_MAP,
         TrafficStats,
@@ -192,11 +192,12 @@ impl XdpHarness {
     /// The counters summed over CPUs, in [`Counter::ALL`] order.
     pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
         let map = self.ebpf().map(COUNTERS_MAP).context("no counters map")?;
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        Counter::ALL
+        let array: PerCpuArray<&MapData, CounterBlock> = PerCpuArray::try_from(map)?;
+        let per_cpu = array.get(&0, 0)?;
+        Ok(Counter::ALL
             .iter()
-            .map(|&c| Ok(array.get(&(c as u32), 0)?.iter().sum()))
-            .collect()
+            .map(|&c| per_cpu.iter().map(|block| block.values[c as usize]).sum())
+            .collect())
     }
 
     /// The connection-table entry of `flow`, if any.

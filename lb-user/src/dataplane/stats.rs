@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aya::maps::{Map, MapData, PerCpuArray};
 use lb_common::{
-    counters::Counter,
+    counters::{Counter, CounterBlock},
     maps::{COUNTERS_MAP, TrafficStats},
 };
 
@@ -28,12 +28,21 @@ impl CounterSnapshot {
 /// Reads the counters pinned under `bpf_dir` (by a running agent).
 pub fn read_counters(bpf_dir: &Path) -> Result<CounterSnapshot, aya::maps::MapError> {
     let data = MapData::from_pin(bpf_dir.join(COUNTERS_MAP))?;
-    let array: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::from_map_data(data)?)?;
-    let mut values = Vec::with_capacity(Counter::ALL.len());
-    for counter in Counter::ALL {
-        let per_cpu = array.get(&(counter as u32), 0)?;
-        values.push((counter, per_cpu.iter().sum()));
-    }
+    let array: PerCpuArray<MapData, CounterBlock> =
+        PerCpuArray::try_from(Map::from_map_data(data)?)?;
+    let per_cpu = array.get(&0, 0)?;
+    let values = Counter::ALL
+        .iter()
+        .map(|&counter| {
+            (
+                counter,
+                per_cpu
+                    .iter()
+                    .map(|block| block.values[counter as usize])
+                    .sum(),
+            )
+        })
+        .collect();
     Ok(CounterSnapshot { values })
 }
 
