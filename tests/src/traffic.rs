@@ -111,12 +111,7 @@ pub async fn http_name_server(listener: TcpListener, name: String, lifetime: Dur
                 if !read_request(&mut stream).await {
                     return;
                 }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
+                respond(&mut stream, "200 OK", &name).await;
             });
         }
     };
@@ -324,12 +319,7 @@ pub async fn controlled_http_server(
                     } else {
                         ("200 OK", name.as_str())
                     };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                    let _ = stream.shutdown().await;
+                    respond(&mut stream, status, body).await;
                 });
             }
             // Dropping the listener: new connections are refused from here on.
@@ -353,6 +343,16 @@ pub async fn who_answers(addr: SocketAddr, limit: Duration) -> Option<String> {
         line.split_once(':').map(|(name, _)| name.to_string())
     };
     tokio::time::timeout(limit, attempt).await.ok().flatten()
+}
+
+/// Writes a whole `Connection: close` response and closes the write side.
+async fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Reads an HTTP request head (up to the blank line); false if the client went away first.
@@ -409,13 +409,7 @@ pub async fn http_echo_head_server(listener: TcpListener, name: String, lifetime
                     return;
                 };
                 let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                let body = format!("{name}\n{head}");
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
+                respond(&mut stream, "200 OK", &format!("{name}\n{head}")).await;
             });
         }
     };

@@ -28,6 +28,12 @@ fn lb_config(bpf_dir: &std::path::Path, priority: u8, preempt: bool) -> String {
     )
 }
 
+/// Runs `lb run` with `config` on `node`, pinning to `dir`.
+fn agent(lab: &Lab, node: &str, config: &str, dir: &std::path::Path, what: &str) -> RunningAgent {
+    RunningAgent::start(lab, lab.host(node), config, dir, &[])
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"))
+}
+
 /// Every node answers on port 7000 with its own name.
 fn serve_names(lab: &Lab, nodes: usize) {
     for i in 1..=nodes {
@@ -74,22 +80,8 @@ fn election_failover_clean_stop_and_preemption() {
     let lab = vrrp_segment("vrrp", 2).build().expect("build the lab");
     serve_names(&lab, 2);
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let _backup = RunningAgent::start(
-        &lab,
-        lab.host("node2"),
-        &lb_config(&dir2, 100, true),
-        &dir2,
-        &[],
-    )
-    .expect("node2");
-    let master = RunningAgent::start(
-        &lab,
-        lab.host("node1"),
-        &lb_config(&dir1, 150, true),
-        &dir1,
-        &[],
-    )
-    .expect("node1");
+    let _backup = agent(&lab, "node2", &lb_config(&dir2, 100, true), &dir2, "node2");
+    let master = agent(&lab, "node1", &lb_config(&dir1, 150, true), &dir1, "node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
     // The VIP sits on the master's interface with its prefix and label, as `ip addr` shows.
     let shown = lab
@@ -112,14 +104,13 @@ fn election_failover_clean_stop_and_preemption() {
     assert!(took < Duration::from_millis(1500), "failover took {took:?}");
 
     // It comes back with the higher priority and preempts.
-    let master = RunningAgent::start(
+    let master = agent(
         &lab,
-        lab.host("node1"),
+        "node1",
         &lb_config(&dir1, 150, true),
         &dir1,
-        &[],
-    )
-    .expect("node1 again");
+        "node1 again",
+    );
     let took = until_answered_by(&lab, "node1", Duration::from_secs(3));
     eprintln!("node1 back: answers after {took:?}");
 
@@ -139,24 +130,10 @@ fn nopreempt_keeps_the_current_master() {
     let lab = vrrp_segment("nopreempt", 2).build().expect("build the lab");
     serve_names(&lab, 2);
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let _node2 = RunningAgent::start(
-        &lab,
-        lab.host("node2"),
-        &lb_config(&dir2, 100, false),
-        &dir2,
-        &[],
-    )
-    .expect("node2");
+    let _node2 = agent(&lab, "node2", &lb_config(&dir2, 100, false), &dir2, "node2");
     until_answered_by(&lab, "node2", Duration::from_secs(5));
     // A higher priority arriving later does not take over with nopreempt.
-    let _node1 = RunningAgent::start(
-        &lab,
-        lab.host("node1"),
-        &lb_config(&dir1, 150, false),
-        &dir1,
-        &[],
-    )
-    .expect("node1");
+    let _node1 = agent(&lab, "node1", &lb_config(&dir1, 150, false), &dir1, "node1");
     std::thread::sleep(Duration::from_millis(ADVERT_MS * 10));
     until_answered_by(&lab, "node2", Duration::from_millis(500));
 }
@@ -219,26 +196,12 @@ fn interop_v3_lb_master_keepalived_backup() {
     serve_names(&lab, 2);
     start_keepalived(&lab, "node2", 100, 3, "0.1", None);
     let dir = unique_bpf_dir();
-    let lb = RunningAgent::start(
-        &lab,
-        lab.host("node1"),
-        &lb_config(&dir, 150, true),
-        &dir,
-        &[],
-    )
-    .expect("lb");
+    let lb = agent(&lab, "node1", &lb_config(&dir, 150, true), &dir, "lb");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
     lab.stop(lb.pid(), Signal::SIGKILL).expect("kill lb");
     let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
     eprintln!("v3: lb killed, keepalived answers after {took:?}");
-    let _lb = RunningAgent::start(
-        &lab,
-        lab.host("node1"),
-        &lb_config(&dir, 150, true),
-        &dir,
-        &[],
-    )
-    .expect("lb again");
+    let _lb = agent(&lab, "node1", &lb_config(&dir, 150, true), &dir, "lb again");
     let took = until_answered_by(&lab, "node1", Duration::from_secs(3));
     eprintln!("v3: lb back, preempts keepalived after {took:?}");
 }
@@ -252,8 +215,7 @@ fn interop_v2_pass_keepalived_master_lb_backup() {
     serve_names(&lab, 2);
     let keepalived = start_keepalived(&lab, "node2", 150, 2, "1", Some("secret"));
     let dir = unique_bpf_dir();
-    let _lb = RunningAgent::start(&lab, lab.host("node1"), &lb_config_v2(&dir, 100), &dir, &[])
-        .expect("lb");
+    let _lb = agent(&lab, "node1", &lb_config_v2(&dir, 100), &dir, "lb");
     until_answered_by(&lab, "node2", Duration::from_secs(6));
     // Well past lb's master down interval (3.6 s): lb must have stayed backup.
     std::thread::sleep(Duration::from_secs(4));
@@ -305,15 +267,8 @@ fn tracking_moves_the_vip() {
         check.display(),
         notify.display()
     );
-    let _backup = RunningAgent::start(
-        &lab,
-        lab.host("node2"),
-        &lb_config(&dir2, 100, true),
-        &dir2,
-        &[],
-    )
-    .expect("node2");
-    let _master = RunningAgent::start(&lab, lab.host("node1"), &node1, &dir1, &[]).expect("node1");
+    let _backup = agent(&lab, "node2", &lb_config(&dir2, 100, true), &dir2, "node2");
+    let _master = agent(&lab, "node1", &node1, &dir1, "node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
 
     std::fs::write(&fail_flag, "").expect("flag");
@@ -358,22 +313,8 @@ fn dual_master_with_unicast_peers() {
         )
     };
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let _n1 = RunningAgent::start(
-        &lab,
-        lab.host("node1"),
-        &config(&dir1, 2, 150, 100),
-        &dir1,
-        &[],
-    )
-    .expect("node1");
-    let n2 = RunningAgent::start(
-        &lab,
-        lab.host("node2"),
-        &config(&dir2, 1, 100, 150),
-        &dir2,
-        &[],
-    )
-    .expect("node2");
+    let _n1 = agent(&lab, "node1", &config(&dir1, 2, 150, 100), &dir1, "node1");
+    let n2 = agent(&lab, "node2", &config(&dir2, 1, 100, 150), &dir2, "node2");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
     let second = format!("{second_vip}:7000");
     until_vip_answered_by(&lab, &second, "node2", Duration::from_secs(5));
@@ -407,10 +348,9 @@ fn sync_group_fails_over_together() {
         )
     };
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let _n2 = RunningAgent::start(&lab, lab.host("node2"), &config(&dir2, 100, ""), &dir2, &[])
-        .expect("node2");
+    let _n2 = agent(&lab, "node2", &config(&dir2, 100, ""), &dir2, "node2");
     let node1 = config(&dir1, 150, "track_interfaces = [\"uplink\"]\n");
-    let _n1 = RunningAgent::start(&lab, lab.host("node1"), &node1, &dir1, &[]).expect("node1");
+    let _n1 = agent(&lab, "node1", &node1, &dir1, "node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
     until_vip_answered_by(&lab, "10.0.5.101:7000", "node1", Duration::from_secs(5));
     let down = lab
@@ -461,10 +401,8 @@ fn ipv6_failover() {
         )
     };
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let _n2 = RunningAgent::start(&lab, lab.host("node2"), &config(&dir2, 100), &dir2, &[])
-        .expect("node2");
-    let n1 = RunningAgent::start(&lab, lab.host("node1"), &config(&dir1, 150), &dir1, &[])
-        .expect("node1");
+    let _n2 = agent(&lab, "node2", &config(&dir2, 100), &dir2, "node2");
+    let n1 = agent(&lab, "node1", &config(&dir1, 150), &dir1, "node1");
     until_vip_answered_by(&lab, "[fd00:5::100]:7000", "node1", Duration::from_secs(5));
     lab.stop(n1.pid(), Signal::SIGTERM).expect("stop node1");
     let took = until_vip_answered_by(&lab, "[fd00:5::100]:7000", "node2", Duration::from_secs(3));

@@ -72,6 +72,18 @@ fn outcome(start: Instant, passed: bool, reason: impl Into<String>, code: Option
     }
 }
 
+/// Connects to `target`; a failure is the check's (failed) outcome.
+async fn connect(target: SocketAddr, start: Instant) -> Result<TcpStream, Outcome> {
+    TcpStream::connect(target).await.map_err(|e| {
+        outcome(
+            start,
+            false,
+            format!("Layer4 connection problem: {e}"),
+            None,
+        )
+    })
+}
+
 /// Largest response a check reads (headers and the part of the body searched).
 const MAX_RESPONSE: usize = 64 * 1024;
 
@@ -92,16 +104,9 @@ impl Probe {
     async fn run_inner(&self, target: SocketAddr, start: Instant) -> Outcome {
         match self {
             Probe::Tcp { send, expect } => {
-                let mut stream = match TcpStream::connect(target).await {
+                let mut stream = match connect(target, start).await {
                     Ok(stream) => stream,
-                    Err(e) => {
-                        return outcome(
-                            start,
-                            false,
-                            format!("Layer4 connection problem: {e}"),
-                            None,
-                        );
-                    }
+                    Err(failed) => return failed,
                 };
                 if let Some(bytes) = send
                     && let Err(e) = stream.write_all(bytes).await
@@ -180,16 +185,9 @@ impl HttpProbe {
     }
 
     async fn run(&self, target: SocketAddr, start: Instant) -> Outcome {
-        let mut stream = match TcpStream::connect(target).await {
+        let mut stream = match connect(target, start).await {
             Ok(stream) => stream,
-            Err(e) => {
-                return outcome(
-                    start,
-                    false,
-                    format!("Layer4 connection problem: {e}"),
-                    None,
-                );
-            }
+            Err(failed) => return failed,
         };
         if let Err(e) = stream.write_all(&self.request(target)).await {
             return outcome(

@@ -64,6 +64,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The server whose share of the weight line `0..sum(weights)` holds `position % sum`.
+fn weighted_slot(eligible: &[usize], weight: &impl Fn(usize) -> i64, position: u64) -> usize {
+    let total: u64 = eligible.iter().map(|&i| weight(i) as u64).sum();
+    let mut position = position % total;
+    for &i in eligible {
+        if position < weight(i) as u64 {
+            return i;
+        }
+        position -= weight(i) as u64;
+    }
+    eligible[0]
+}
+
 fn has_room(c: &Candidate) -> bool {
     c.maxconn == 0 || c.active < c.maxconn
 }
@@ -115,18 +128,9 @@ impl Balancer {
                 chosen
             }
             Algorithm::StaticRr => {
-                let total: u64 = eligible.iter().map(|&i| weight(i) as u64).sum();
-                let mut position = self.static_position % total;
+                let position = self.static_position;
                 self.static_position = self.static_position.wrapping_add(1);
-                let mut chosen = eligible[0];
-                for &i in &eligible {
-                    if position < weight(i) as u64 {
-                        chosen = i;
-                        break;
-                    }
-                    position -= weight(i) as u64;
-                }
-                chosen
+                weighted_slot(&eligible, &weight, position)
             }
             Algorithm::LeastConn => {
                 // Compare active/weight without division: a.active * b.weight vs b.active * a.weight.
@@ -158,18 +162,7 @@ impl Balancer {
                     (Algorithm::Uri, _, Some(path)) => fnv1a(path.as_bytes()),
                     _ => 0,
                 };
-                // Weighted: spread the hash over the sum of weights.
-                let total: u64 = eligible.iter().map(|&i| weight(i) as u64).sum();
-                let mut position = hash % total;
-                let mut chosen = eligible[0];
-                for &i in &eligible {
-                    if position < weight(i) as u64 {
-                        chosen = i;
-                        break;
-                    }
-                    position -= weight(i) as u64;
-                }
-                chosen
+                weighted_slot(&eligible, &weight, hash)
             }
             Algorithm::Random => {
                 let mut next = || {
