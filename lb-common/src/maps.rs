@@ -6,8 +6,14 @@
 
 /// Name of the per-CPU counter array (`u64` per [`crate::counters::Counter`]).
 pub const COUNTERS_MAP: &str = "LB_COUNTERS";
-/// Virtual services: [`ServiceKey`] -> [`Service`].
+/// Virtual services: [`ServiceKey`] -> service id (u32).
 pub const SERVICES_MAP: &str = "LB_SERVICES";
+/// Services by id: array of [`Service`].
+pub const SERVICE_TABLE_MAP: &str = "LB_SERVICE_TABLE";
+/// Bit filter over service keys: array of [`SERVICE_FILTER_WORDS`] u64 words, bit
+/// [`crate::hash::service_filter_bit`] set for every service key and every NAT real's reply
+/// source (address, port, protocol).
+pub const SERVICE_FILTER_MAP: &str = "LB_SERVICE_FILTER";
 /// Real servers by id: array of [`Real`].
 pub const REALS_MAP: &str = "LB_REALS";
 /// Maglev lookup tables, one per service, back to back: `service id * ring size + slot` -> real id.
@@ -26,9 +32,11 @@ pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 pub const FLOOD_MAP: &str = "LB_FLOOD";
 
 /// Every map the agent pins (and removes on a clean stop).
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 13] = [
     COUNTERS_MAP,
     SERVICES_MAP,
+    SERVICE_TABLE_MAP,
+    SERVICE_FILTER_MAP,
     REALS_MAP,
     RINGS_MAP,
     CONNS_MAP,
@@ -56,6 +64,9 @@ pub const MAX_SERVICES: u32 = 256;
 pub const MAX_REALS: u32 = 4096;
 /// Default Maglev table size per service (prime).
 pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// Words of the service filter: 65,536 bits, so a few hundred services leave almost every
+/// packet for no service to be passed after one array read.
+pub const SERVICE_FILTER_WORDS: u32 = 1024;
 /// Ring slot value meaning "no real" (a service whose reals are all gone).
 pub const NO_REAL: u32 = u32::MAX;
 
@@ -96,18 +107,19 @@ pub struct ServiceKey {
     pub family: u8,
 }
 
-/// Value of [`SERVICES_MAP`].
+/// Value of [`SERVICE_TABLE_MAP`]: a service by id. A connection-table entry names its
+/// service by id; the key tells whether that id still belongs to the packet's service.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
-    /// Index of the service's Maglev table and stats slot.
+    /// The service's key (all zero in an unused slot).
+    pub key: ServiceKey,
+    /// Index of the service's slot here, its Maglev table and its stats slot.
     pub id: u32,
     /// `SERVICE_*` flags.
     pub flags: u32,
     /// `MODE_*`.
     pub mode: u32,
-    /// Explicit padding.
-    pub _pad: u32,
 }
 
 /// Value of [`REALS_MAP`]: where a real is and how to reach it.
@@ -161,6 +173,10 @@ pub struct Flow {
     pub real_id: u32,
     /// The real's [`Real::key`] when the entry was made.
     pub real_key: u32,
+    /// Service the flow belongs to, so an established flow needs no service lookup.
+    pub service_id: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// Value of [`NAT_MAP`]: how to turn a real's reply back into the VIP's.
@@ -243,10 +259,10 @@ pub struct DecapKey {
 }
 
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
-const _: () = assert!(core::mem::size_of::<Service>() == 16);
+const _: () = assert!(core::mem::size_of::<Service>() == 32);
 const _: () = assert!(core::mem::size_of::<Real>() == 44);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<Flow>() == 8);
+const _: () = assert!(core::mem::size_of::<Flow>() == 16);
 const _: () = assert!(core::mem::size_of::<NatEntry>() == 36);
 const _: () = assert!(core::mem::size_of::<Settings>() == 48);
 const _: () = assert!(core::mem::size_of::<TrafficStats>() == 24);

@@ -5,14 +5,18 @@ use lb_common::{
     counters::Counter,
     hash::flow_hash,
     maps::{
-        FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT, ServiceKey,
+        FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT,
+        ServiceKey, Settings,
     },
 };
 
 use crate::{
     forward::{self, Verdict},
     icmp,
-    maps::{LB_REAL_STATS, LB_SERVICE_STATS, LB_SERVICES, LB_SETTINGS, Tally, add_traffic},
+    maps::{
+        LB_REAL_STATS, LB_SERVICE_STATS, LB_SETTINGS, Tally, add_traffic, find_service,
+        may_be_service, service_at,
+    },
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed},
     select,
 };
@@ -35,21 +39,24 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         protocol: p.protocol,
         family,
     };
-    // SAFETY: the value is copied out at once.
-    let Some(service) = (unsafe { LB_SERVICES.get(key) }).copied() else {
-        if settings.flags & SETTINGS_NAT != 0
-            && let Some(verdict) = forward::nat_reply(ctx, p, family, t)
-        {
-            return verdict;
-        }
-        return Verdict::Pass;
+    if !may_be_service(&key) {
+        return not_a_service(ctx, p, family, &settings, t);
+    }
+    // An established flow names its service: one connection-table lookup finds both, and
+    // the service lookup by key is left to new flows.
+    let flow = p.flow_key(family);
+    let remembered = select::remembered(&flow);
+    let known = remembered
+        .and_then(|entry| service_at(entry.service_id))
+        .filter(|service| service.key == key);
+    let Some(service) = known.or_else(|| find_service(&key)) else {
+        return not_a_service(ctx, p, family, &settings, t);
     };
     if service.flags & SERVICE_ACTIVE == 0 {
         t.add(Counter::VipInactive);
         return Verdict::Pass;
     }
-    let flow = p.flow_key(family);
-    let Some(choice) = select::choose(&service, &flow, &settings, t) else {
+    let Some(choice) = select::choose(&service, &flow, remembered, &settings, t) else {
         t.add(Counter::NoReal);
         return Verdict::Drop;
     };
@@ -65,4 +72,30 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         MODE_NAT => forward::nat(ctx, p, family, &choice.real),
         _ => Verdict::Drop,
     }
+}
+
+/// A packet for no service: a NAT reply to turn back (when some service uses NAT), or
+/// anything else, passed to the stack.
+#[inline(always)]
+fn not_a_service(
+    ctx: &XdpContext,
+    p: &Parsed,
+    family: u8,
+    settings: &Settings,
+    t: &mut Tally,
+) -> Verdict {
+    // NAT replies come from a real's address and port, which the agent adds to the filter.
+    let reply_from = ServiceKey {
+        addr: p.src,
+        port: p.src_port,
+        protocol: p.protocol,
+        family,
+    };
+    if settings.flags & SETTINGS_NAT != 0
+        && may_be_service(&reply_from)
+        && let Some(verdict) = forward::nat_reply(ctx, p, family, t)
+    {
+        return verdict;
+    }
+    Verdict::Pass
 }

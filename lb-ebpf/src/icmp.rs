@@ -16,7 +16,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     forward::{self, Verdict},
-    maps::{LB_CONNS, LB_REALS, LB_SERVICES, Tally},
+    maps::{LB_CONNS, LB_REALS, Tally, find_service},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at},
 };
 
@@ -59,8 +59,7 @@ pub fn handle(
         protocol: quoted.protocol,
         family,
     };
-    // SAFETY: the values are copied out at once.
-    let Some(service) = (unsafe { LB_SERVICES.get(key) }).copied() else {
+    let Some(service) = find_service(&key) else {
         return Verdict::Pass;
     };
     if service.flags & SERVICE_ACTIVE == 0 {
@@ -78,6 +77,9 @@ pub fn handle(
     let Some(entry) = (unsafe { LB_CONNS.get(flow) }).copied() else {
         return Verdict::Pass;
     };
+    if entry.service_id != service.id {
+        return Verdict::Pass;
+    }
     let Some(real) = real_of(&entry) else {
         return Verdict::Pass;
     };

@@ -11,7 +11,7 @@ use lb_common::{
     counters::{Counter, CounterBlock},
     maps::{
         DEFAULT_RING_SIZE, DecapKey, FloodState, Flow, FlowKey, MAX_REALS, MAX_SERVICES, NatEntry,
-        Real, Service, ServiceKey, Settings, TrafficStats,
+        Real, SERVICE_FILTER_WORDS, Service, ServiceKey, Settings, TrafficStats,
     },
 };
 
@@ -20,9 +20,19 @@ use lb_common::{
 #[map(name = "LB_COUNTERS")]
 pub static LB_COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::pinned(1, 0);
 
-/// Virtual services by (VIP, port, protocol).
+/// Virtual services by (VIP, port, protocol): the service id.
 #[map(name = "LB_SERVICES")]
-pub static LB_SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
+pub static LB_SERVICES: HashMap<ServiceKey, u32> = HashMap::pinned(MAX_SERVICES, 0);
+
+/// Services by id.
+#[map(name = "LB_SERVICE_TABLE")]
+pub static LB_SERVICE_TABLE: Array<Service> = Array::pinned(MAX_SERVICES, 0);
+
+/// Bit filter over service keys and NAT reals' reply sources
+/// (`lb_common::hash::service_filter_bit`): a clear bit means neither, decided with one array
+/// read.
+#[map(name = "LB_SERVICE_FILTER")]
+pub static LB_SERVICE_FILTER: Array<u64> = Array::pinned(SERVICE_FILTER_WORDS, 0);
 
 /// Real servers by id.
 #[map(name = "LB_REALS")]
@@ -61,6 +71,30 @@ pub static LB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::pinned(1, 0);
 #[map(name = "LB_DECAP_VIPS")]
 pub static LB_DECAP_VIPS: HashMap<DecapKey, u32> = HashMap::pinned(1024, 0);
 
+/// False if no service (nor NAT real's reply source) has `key`; true may be a collision,
+/// the caller looks it up.
+#[inline(always)]
+pub fn may_be_service(key: &ServiceKey) -> bool {
+    let bit = lb_common::hash::service_filter_bit(key);
+    LB_SERVICE_FILTER
+        .get(bit / 64)
+        .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+}
+
+/// The service with `key`, if any.
+#[inline(always)]
+pub fn find_service(key: &ServiceKey) -> Option<Service> {
+    // SAFETY: the id is copied out at once.
+    let id = *unsafe { LB_SERVICES.get(key) }?;
+    service_at(id).filter(|service| service.key == *key)
+}
+
+/// The service in slot `id`, if the slot is in use.
+#[inline(always)]
+pub fn service_at(id: u32) -> Option<Service> {
+    LB_SERVICE_TABLE.get(id).copied()
+}
+
 /// The counters one packet moves, gathered as bits and added to the per-CPU block once at
 /// the end (each counter moves at most once per packet).
 #[derive(Default)]
@@ -79,17 +113,17 @@ impl Tally {
         let Some(block) = LB_COUNTERS.get_ptr_mut(0) else {
             return;
         };
-        let mut bits = self.0;
-        let mut guard = 0;
-        while bits != 0 && guard < Counter::COUNT {
-            let index = bits.trailing_zeros() as usize;
-            if index < Counter::COUNT as usize {
-                // SAFETY: per-CPU block from a successful lookup, written by this CPU only (no
-                // preemption inside XDP); the index is checked against the array length.
+        // A fixed, unrolled test per counter: BPF has no count-trailing-zeros instruction,
+        // and the few set bits cost less as straight-line tests than as a bit-scan loop.
+        let bits = self.0;
+        let mut index = 0;
+        while index < Counter::COUNT as usize {
+            if bits & (1 << index) != 0 {
+                // SAFETY: per-CPU block from a successful lookup, written by this CPU only
+                // (no preemption inside XDP); the index is below the array length.
                 unsafe { (*block).values[index] += 1 };
             }
-            bits &= bits - 1;
-            guard += 1;
+            index += 1;
         }
     }
 }

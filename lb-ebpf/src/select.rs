@@ -30,28 +30,35 @@ fn active_real(real_id: u32) -> Option<Real> {
     Some(*real)
 }
 
-/// Finds the real for `flow` of `service`.
+/// The connection-table entry of `flow`, if it has one.
+#[inline(always)]
+pub fn remembered(flow: &FlowKey) -> Option<Flow> {
+    // SAFETY: the LRU value is copied out at once; a concurrent update can only make us read
+    // a slightly stale entry, which the identity checks of the callers catch.
+    unsafe { LB_CONNS.get(flow) }.copied()
+}
+
+/// Finds the real for `flow` of `service`: the one `remembered` names if it is still there,
+/// otherwise Maglev's.
 #[inline(always)]
 pub fn choose(
     service: &Service,
     flow: &FlowKey,
+    remembered: Option<Flow>,
     settings: &Settings,
     t: &mut Tally,
 ) -> Option<Choice> {
-    // SAFETY: the LRU value is copied out at once; a concurrent update can only make us read
-    // a slightly stale real id, which the key check below catches.
-    if let Some(entry) = unsafe { LB_CONNS.get(flow) } {
-        let entry = *entry;
-        if let Some(real) = active_real(entry.real_id)
-            && real.key == entry.real_key
-        {
-            t.add(Counter::LruHit);
-            return Some(Choice {
-                real_id: entry.real_id,
-                real,
-                new_flow: false,
-            });
-        }
+    if let Some(entry) = remembered
+        && entry.service_id == service.id
+        && let Some(real) = active_real(entry.real_id)
+        && real.key == entry.real_key
+    {
+        t.add(Counter::LruHit);
+        return Some(Choice {
+            real_id: entry.real_id,
+            real,
+            new_flow: false,
+        });
     }
     t.add(Counter::LruMiss);
     let ring_size = settings.ring_size;
@@ -76,6 +83,8 @@ pub fn choose(
         let entry = Flow {
             real_id,
             real_key: real.key,
+            service_id: service.id,
+            _pad: 0,
         };
         // A full table evicts its least recently used entry; failure only costs a re-hash.
         let _ = LB_CONNS.insert(flow, entry, 0);

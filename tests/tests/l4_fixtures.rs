@@ -615,3 +615,59 @@ fn new_flow_flood_stops_filling_the_connection_table() {
         .count();
     assert_eq!(remembered, 3);
 }
+
+/// An established flow names its service by id. When a config change gives that id to
+/// another service, the flow must not follow the id: it stays with its own service (now under
+/// another id), and each service's packets go to that service's reals.
+#[test]
+fn a_reused_service_id_does_not_capture_old_flows() {
+    require_root();
+    let service = |vip: &str, real: &str| {
+        format!("[[l4]]\nname = \"{vip}\"\nvip = \"{vip}\"\nreals = [{{ addr = \"{real}\" }}]\n\n")
+    };
+    let hops: HashMap<IpAddr, Nexthop> = [("10.0.2.21", MAC_A), ("10.0.2.22", MAC_B)]
+        .into_iter()
+        .map(|(a, mac)| {
+            let hop = Nexthop {
+                ifindex: OTHER_IFINDEX,
+                smac: OUT_MAC,
+                dmac: mac,
+            };
+            (a.parse().expect("address"), hop)
+        })
+        .collect();
+    let old_service = service("10.0.0.103:80", "10.0.2.21");
+    let old = format!("[global]\nring_size = 251\n\n{old_service}");
+    let mut harness = XdpHarness::with_config(&old, &hops).expect("load");
+    let client = addr("10.0.1.2:40000");
+    let old_vip = addr("10.0.0.103:80");
+    let send = |h: &XdpHarness, vip: SocketAddr| {
+        let out = h
+            .run(&client_packet(false, client, vip, PAYLOAD))
+            .expect("run")
+            .expect("accepted");
+        assert_eq!(out.action, XdpAction::Redirect);
+        <[u8; 6]>::try_from(&out.output[..6]).expect("mac")
+    };
+    assert_eq!(send(&harness, old_vip), MAC_A);
+    let remembered = harness.conn(&flow(client, old_vip, 6)).expect("read");
+    assert_eq!(remembered.map(|f| f.service_id), Some(0));
+
+    // A fresh model (as after a config change) puts a new service first: it gets id 0.
+    let new = format!(
+        "[global]\nring_size = 251\n\n{}{old_service}",
+        service("10.0.0.104:80", "10.0.2.22")
+    );
+    let model = L4Model::from_config(&config(&new).expect("config"));
+    assert_eq!(model.services[0].value.id, 0);
+    harness
+        .dataplane()
+        .apply(&model, &hops, &|_, _| true)
+        .expect("apply");
+    assert_eq!(
+        send(&harness, old_vip),
+        MAC_A,
+        "the old flow followed the id"
+    );
+    assert_eq!(send(&harness, addr("10.0.0.104:80")), MAC_B);
+}

@@ -224,6 +224,7 @@ impl L4Model {
                 mode: spec.mode,
                 key,
                 value: Service {
+                    key,
                     id,
                     flags,
                     mode: match spec.mode {
@@ -231,7 +232,6 @@ impl L4Model {
                         ForwardMode::Tun => MODE_TUN,
                         ForwardMode::Nat => MODE_NAT,
                     },
-                    _pad: 0,
                 },
                 members,
                 on_all_down: spec.on_all_down,
@@ -335,6 +335,24 @@ impl L4Model {
     /// The real with id `id`.
     pub fn real(&self, id: u32) -> Option<&RealModel> {
         self.reals.iter().find(|r| r.id == id)
+    }
+
+    /// Keys whose bit the service filter must have: every service's, and for NAT services
+    /// the (real address, port, protocol) their replies come from, since the XDP program
+    /// consults the same filter before looking a packet up as a NAT reply.
+    pub fn filter_keys(&self) -> Vec<ServiceKey> {
+        let mut keys: Vec<ServiceKey> = self.services.iter().map(|s| s.key).collect();
+        for service in self.services.iter().filter(|s| s.mode == ForwardMode::Nat) {
+            for real in service.members.iter().filter_map(|(id, _)| self.real(*id)) {
+                keys.push(ServiceKey {
+                    addr: addr_words(real.addr),
+                    port: real.port,
+                    protocol: service.key.protocol,
+                    family: family(real.addr),
+                });
+            }
+        }
+        keys
     }
 }
 

@@ -2,14 +2,20 @@
 //!
 //! Order matters so that no packet ever finds a service without a real: new reals are written
 //! first, then each ring slot moves from one valid real to another, then services are added or
-//! removed, and only then are reals nobody points to any more switched off.
+//! removed, and only then are reals nobody points to any more switched off. A service is
+//! written filter bit first, then its slot by id, then its key -> id entry; removal goes the
+//! other way, so the XDP program never finds a key whose slot says something else.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData};
-use lb_common::maps::{
-    MAX_REALS, REAL_ACTIVE, REAL_IPV6, REALS_MAP, Real, SERVICES_MAP, SETTINGS_MAP, Service,
-    ServiceKey, Settings,
+use lb_common::{
+    hash::service_filter_bit,
+    maps::{
+        MAX_REALS, MAX_SERVICES, REAL_ACTIVE, REAL_IPV6, REALS_MAP, Real, SERVICE_FILTER_MAP,
+        SERVICE_FILTER_WORDS, SERVICE_TABLE_MAP, SERVICES_MAP, SETTINGS_MAP, Service, ServiceKey,
+        Settings,
+    },
 };
 
 use super::{
@@ -83,27 +89,45 @@ impl Dataplane {
         }
         report.ring_slots = self.update_rings(model, nexthops, healthy);
         let ebpf = self.ebpf_mut();
+        let filter = service_filter(&model.filter_keys());
+        // Adding: every bit the model needs is set before any key that needs it.
+        write_filter(ebpf, |word, old| old | filter[word as usize])?;
         {
-            let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> = BpfHashMap::try_from(
-                ebpf.map_mut(SERVICES_MAP)
-                    .ok_or_else(|| missing(SERVICES_MAP))?,
-            )?;
+            let mut table = service_table(ebpf)?;
             for service in &model.services {
-                if services.get(&service.key, 0).ok() != Some(service.value) {
-                    services.insert(service.key, service.value, 0)?;
+                if table.get(&service.value.id, 0)? != service.value {
+                    table.set(service.value.id, service.value, 0)?;
                     report.services += 1;
                 }
             }
-            let stale: Vec<ServiceKey> = services
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|key| !model.services.iter().any(|s| s.key == *key))
-                .collect();
-            for key in stale {
-                services.remove(&key)?;
-                report.services_removed += 1;
+        }
+        let mut services = service_ids(ebpf)?;
+        for service in &model.services {
+            if services.get(&service.key, 0).ok() != Some(service.value.id) {
+                services.insert(service.key, service.value.id, 0)?;
             }
         }
+        let stale: Vec<ServiceKey> = services
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| !model.services.iter().any(|s| s.key == *key))
+            .collect();
+        for key in &stale {
+            services.remove(key)?;
+            report.services_removed += 1;
+        }
+        {
+            let mut table = service_table(ebpf)?;
+            for id in 0..MAX_SERVICES {
+                if !model.services.iter().any(|s| s.value.id == id)
+                    && table.get(&id, 0)? != Service::default()
+                {
+                    table.set(id, Service::default(), 0)?;
+                }
+            }
+        }
+        // Removing: bits only the removed services used are cleared last.
+        write_filter(ebpf, |word, _| filter[word as usize])?;
         {
             let mut reals: Array<&mut MapData, Real> =
                 Array::try_from(ebpf.map_mut(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
@@ -127,20 +151,18 @@ impl Dataplane {
         key: &ServiceKey,
         active: bool,
     ) -> Result<bool, DataplaneError> {
-        let mut services: BpfHashMap<&mut MapData, ServiceKey, Service> = BpfHashMap::try_from(
-            self.ebpf_mut()
-                .map_mut(SERVICES_MAP)
-                .ok_or_else(|| missing(SERVICES_MAP))?,
-        )?;
-        let Ok(mut service) = services.get(key, 0) else {
+        let ebpf = self.ebpf_mut();
+        let Ok(id) = service_ids(ebpf)?.get(key, 0) else {
             return Ok(false);
         };
+        let mut table = service_table(ebpf)?;
+        let mut service = table.get(&id, 0)?;
         if active {
             service.flags |= lb_common::maps::SERVICE_ACTIVE;
         } else {
             service.flags &= !lb_common::maps::SERVICE_ACTIVE;
         }
-        services.insert(*key, service, 0)?;
+        table.set(id, service, 0)?;
         Ok(true)
     }
 }
@@ -164,13 +186,13 @@ pub fn pinned_ids(bpf_dir: &std::path::Path) -> Result<Previous, DataplaneError>
     let reals = aya::maps::Map::from_map_data(MapData::from_pin(bpf_dir.join(REALS_MAP))?)?;
     let services = aya::maps::Map::from_map_data(MapData::from_pin(bpf_dir.join(SERVICES_MAP))?)?;
     let reals: Array<MapData, Real> = Array::try_from(reals)?;
-    let services: BpfHashMap<MapData, ServiceKey, Service> = BpfHashMap::try_from(services)?;
+    let services: BpfHashMap<MapData, ServiceKey, u32> = BpfHashMap::try_from(services)?;
     previous_from(&reals, &services)
 }
 
 fn previous_from<R, S>(
     reals: &Array<R, Real>,
-    services: &BpfHashMap<S, ServiceKey, Service>,
+    services: &BpfHashMap<S, ServiceKey, u32>,
 ) -> Result<Previous, DataplaneError>
 where
     R: std::borrow::Borrow<MapData>,
@@ -194,8 +216,8 @@ where
         previous.reals.push((addr, real.port, id));
     }
     for entry in services.iter() {
-        let (key, value) = entry?;
-        previous.services.push((key, value.id));
+        let (key, id) = entry?;
+        previous.services.push((key, id));
     }
     Ok(previous)
 }
@@ -238,4 +260,46 @@ impl Dataplane {
         }
         written
     }
+}
+
+fn service_ids(
+    ebpf: &mut aya::Ebpf,
+) -> Result<BpfHashMap<&mut MapData, ServiceKey, u32>, DataplaneError> {
+    Ok(BpfHashMap::try_from(
+        ebpf.map_mut(SERVICES_MAP)
+            .ok_or_else(|| missing(SERVICES_MAP))?,
+    )?)
+}
+
+fn service_table(ebpf: &mut aya::Ebpf) -> Result<Array<&mut MapData, Service>, DataplaneError> {
+    Ok(Array::try_from(
+        ebpf.map_mut(SERVICE_TABLE_MAP)
+            .ok_or_else(|| missing(SERVICE_TABLE_MAP))?,
+    )?)
+}
+
+/// The service filter's words with the bit of every key in `keys` set.
+pub fn service_filter(keys: &[ServiceKey]) -> Vec<u64> {
+    let mut words = vec![0u64; SERVICE_FILTER_WORDS as usize];
+    for key in keys {
+        let bit = service_filter_bit(key);
+        words[(bit / 64) as usize] |= 1 << (bit % 64);
+    }
+    words
+}
+
+/// Rewrites each filter word that `new(index, current)` changes.
+fn write_filter(ebpf: &mut aya::Ebpf, new: impl Fn(u32, u64) -> u64) -> Result<(), DataplaneError> {
+    let mut filter: Array<&mut MapData, u64> = Array::try_from(
+        ebpf.map_mut(SERVICE_FILTER_MAP)
+            .ok_or_else(|| missing(SERVICE_FILTER_MAP))?,
+    )?;
+    for word in 0..SERVICE_FILTER_WORDS {
+        let current = filter.get(&word, 0)?;
+        let wanted = new(word, current);
+        if wanted != current {
+            filter.set(word, wanted, 0)?;
+        }
+    }
+    Ok(())
 }
