@@ -23,13 +23,12 @@ const IPPROTO_IPV6: u8 = 41;
 /// Decapsulates or passes; never drops.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> u32 {
-    let mut t = Tally::default();
+    let mut t = Tally::new();
     t.add(Counter::Rx);
     if let Some(()) = try_decap(ctx) {
         t.add(Counter::Decap);
     }
     t.add(Counter::Pass);
-    t.flush();
     xdp_action::XDP_PASS
 }
 

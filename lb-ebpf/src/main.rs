@@ -25,7 +25,7 @@ use crate::{forward::Verdict, maps::Tally, parse::ParseError};
 /// The L4 balancer: forwards packets for active VIPs to their reals, passes everything else.
 #[xdp]
 pub fn lb_ingress(ctx: XdpContext) -> u32 {
-    let mut t = Tally::default();
+    let mut t = Tally::new();
     t.add(Counter::Rx);
     let verdict = match parse::parse_frame(&ctx, &mut t) {
         Ok(parsed) => balance::handle(&ctx, &parsed, &mut t),
@@ -70,7 +70,7 @@ pub fn bench_floor(ctx: XdpContext) -> u32 {
 /// Counts the verdict and turns it into an XDP action.
 #[inline(always)]
 fn finish(verdict: Verdict, mut t: Tally) -> u32 {
-    let action = match verdict {
+    match verdict {
         Verdict::Pass => {
             t.add(Counter::Pass);
             xdp_action::XDP_PASS
@@ -94,9 +94,7 @@ fn finish(verdict: Verdict, mut t: Tally) -> u32 {
             t.add(Counter::Drop);
             xdp_action::XDP_DROP
         }
-    };
-    t.flush();
-    action
+    }
 }
 
 #[cfg(not(test))]

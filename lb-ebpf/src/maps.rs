@@ -95,35 +95,25 @@ pub fn service_at(id: u32) -> Option<Service> {
     LB_SERVICE_TABLE.get(id).copied()
 }
 
-/// The counters one packet moves, gathered as bits and added to the per-CPU block once at
-/// the end (each counter moves at most once per packet).
-#[derive(Default)]
-pub struct Tally(u32);
+/// This CPU's counter block, looked up once per packet; each counter a packet moves is then
+/// one increment through the pointer.
+pub struct Tally(*mut CounterBlock);
 
 impl Tally {
-    /// Marks `counter` for this packet.
+    /// The block of the CPU running the program (null if the lookup failed: counting is
+    /// then skipped, never the packet).
     #[inline(always)]
-    pub fn add(&mut self, counter: Counter) {
-        self.0 |= 1 << (counter as u32);
+    pub fn new() -> Self {
+        Tally(LB_COUNTERS.get_ptr_mut(0).unwrap_or(core::ptr::null_mut()))
     }
 
-    /// Adds the marked counters to this CPU's block.
+    /// Counts `counter` for this packet.
     #[inline(always)]
-    pub fn flush(self) {
-        let Some(block) = LB_COUNTERS.get_ptr_mut(0) else {
-            return;
-        };
-        // A fixed, unrolled test per counter: BPF has no count-trailing-zeros instruction,
-        // and the few set bits cost less as straight-line tests than as a bit-scan loop.
-        let bits = self.0;
-        let mut index = 0;
-        while index < Counter::COUNT as usize {
-            if bits & (1 << index) != 0 {
-                // SAFETY: per-CPU block from a successful lookup, written by this CPU only
-                // (no preemption inside XDP); the index is below the array length.
-                unsafe { (*block).values[index] += 1 };
-            }
-            index += 1;
+    pub fn add(&mut self, counter: Counter) {
+        if !self.0.is_null() {
+            // SAFETY: per-CPU block from a successful lookup, written by this CPU only (no
+            // preemption inside XDP); every `Counter` indexes inside the block.
+            unsafe { (*self.0).values[counter as usize] += 1 };
         }
     }
 }

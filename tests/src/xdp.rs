@@ -159,6 +159,18 @@ impl XdpHarness {
         name: &str,
         frame: &[u8],
     ) -> anyhow::Result<Option<(RunResult, std::time::Duration)>> {
+        self.run_program_repeated(name, frame, 1)
+    }
+
+    /// Runs program `name` `repeat` times in one call, each time on the buffer the previous
+    /// run left (so only paths a run does not change measure themselves); returns the last
+    /// run's result and the kernel's mean time per run.
+    pub fn run_program_repeated(
+        &self,
+        name: &str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<Option<(RunResult, std::time::Duration)>> {
         let program: &Xdp = self
             .ebpf()
             .program(name)
@@ -169,6 +181,7 @@ impl XdpHarness {
         let result = program.test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut output),
+            repeat,
             ..TestRunOptions::default()
         });
         let result = match result {
