@@ -1,7 +1,12 @@
-//! The L7 proxy (HAProxy-style frontends, ACLs, backends). Built up issue by issue; so far
-//! the request-matching engine (`acl`) and server selection (`balance`), both pure, and the
-//! HTTP/1.1 proxy that uses them (`server`).
+//! The L7 proxy (HAProxy-style frontends, ACLs, backends). Pure parts: request matching
+//! (`acl`), server selection (`balance`), persistence (`cookie`), header rules (`rewrite`);
+//! I/O parts: connections to servers (`upstream`), tunnels after an upgrade (`tunnel`), and
+//! the HTTP/1.1 proxy that ties them together (`server`).
 
 pub mod acl;
 pub mod balance;
+pub mod cookie;
+pub mod rewrite;
 pub mod server;
+pub mod tunnel;
+pub mod upstream;

@@ -1,0 +1,313 @@
+//! Header rules: HAProxy's `http-request` / `http-response` `set-header`, `add-header`,
+//! `del-header` with an optional `if` / `unless` condition, and values built from a few
+//! variables (`%[src]`, `%[src_port]`, `%[dst]`, `%[dst_port]`, `%[fe_name]`, `%[be_name]`,
+//! `%[srv_name]`, `%[req.hdr(name)]`, and the log-format aliases `%ci %cp %fi %fp %f %b %s`).
+//! Rules and values are compiled at configuration load: nothing is parsed per request.
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::acl::{Acl, Condition, RequestView};
+
+/// A value source in a header template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Var {
+    ClientAddr,
+    ClientPort,
+    LocalAddr,
+    LocalPort,
+    Frontend,
+    Backend,
+    Server,
+    RequestHeader(HeaderName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Var(Var),
+}
+
+/// A header value with variables, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Piece>);
+
+/// What a request contributes to templates.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a> {
+    /// Client address.
+    pub client: std::net::SocketAddr,
+    /// Address the client connected to.
+    pub local: std::net::SocketAddr,
+    /// Frontend name.
+    pub frontend: &'a str,
+    /// Backend name ("" before one is chosen).
+    pub backend: &'a str,
+    /// Server name ("" before one is chosen).
+    pub server: &'a str,
+    /// The request's headers, as received.
+    pub request_headers: &'a HeaderMap,
+}
+
+impl Template {
+    /// Compiles `text`.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('%') {
+            literal.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            let (var, used) = if let Some(inner) = rest.strip_prefix('[') {
+                let end = inner
+                    .find(']')
+                    .ok_or_else(|| format!("unclosed `%[` in `{text}`"))?;
+                (sample(&inner[..end], text)?, end + 2)
+            } else if rest.starts_with('%') {
+                literal.push('%');
+                rest = &rest[1..];
+                continue;
+            } else {
+                let alias = [
+                    ("ci", Var::ClientAddr),
+                    ("cp", Var::ClientPort),
+                    ("fi", Var::LocalAddr),
+                    ("fp", Var::LocalPort),
+                    ("f", Var::Frontend),
+                    ("b", Var::Backend),
+                    ("s", Var::Server),
+                ]
+                .into_iter()
+                .find(|(name, _)| rest.starts_with(name))
+                .ok_or_else(|| format!("unknown variable after `%` in `{text}`"))?;
+                (alias.1, alias.0.len())
+            };
+            if !literal.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut literal)));
+            }
+            pieces.push(Piece::Var(var));
+            rest = &rest[used..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Ok(Template(pieces))
+    }
+
+    /// The value for one request.
+    pub fn render(&self, vars: &Vars<'_>) -> String {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Var(var) => match var {
+                    Var::ClientAddr => out.push_str(&vars.client.ip().to_string()),
+                    Var::ClientPort => out.push_str(&vars.client.port().to_string()),
+                    Var::LocalAddr => out.push_str(&vars.local.ip().to_string()),
+                    Var::LocalPort => out.push_str(&vars.local.port().to_string()),
+                    Var::Frontend => out.push_str(vars.frontend),
+                    Var::Backend => out.push_str(vars.backend),
+                    Var::Server => out.push_str(vars.server),
+                    Var::RequestHeader(name) => {
+                        if let Some(value) =
+                            vars.request_headers.get(name).and_then(|v| v.to_str().ok())
+                        {
+                            out.push_str(value);
+                        }
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+fn sample(name: &str, text: &str) -> Result<Var, String> {
+    Ok(match name {
+        "src" => Var::ClientAddr,
+        "src_port" => Var::ClientPort,
+        "dst" => Var::LocalAddr,
+        "dst_port" => Var::LocalPort,
+        "fe_name" => Var::Frontend,
+        "be_name" => Var::Backend,
+        "srv_name" => Var::Server,
+        _ => {
+            let header = name
+                .strip_prefix("req.hdr(")
+                .or_else(|| name.strip_prefix("hdr("))
+                .and_then(|h| h.strip_suffix(')'))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown sample `{name}` in `{text}` (known: src, src_port, dst, dst_port, \
+                         fe_name, be_name, srv_name, req.hdr(name))"
+                    )
+                })?;
+            Var::RequestHeader(
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("`{header}` is not a header name"))?,
+            )
+        }
+    })
+}
+
+/// What a rule does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Replace every value of the header with one.
+    Set(HeaderName, Template),
+    /// Add a value, keeping those there.
+    Add(HeaderName, Template),
+    /// Remove the header.
+    Del(HeaderName),
+}
+
+/// One `http-request` / `http-response` header rule.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    action: Action,
+    condition: Option<Condition>,
+}
+
+impl HeaderRule {
+    /// Parses `"set-header X-Proto https if is_tls"` against the frontend's `acls`.
+    pub fn parse(line: &str, acls: &[Acl]) -> Result<HeaderRule, String> {
+        let (body, condition) = match line.find(" if ").or_else(|| line.find(" unless ")) {
+            Some(at) => (
+                &line[..at],
+                Some(Condition::parse(line[at..].trim(), acls).map_err(|e| e.0)?),
+            ),
+            None => (line, None),
+        };
+        let mut words = body.trim().splitn(3, char::is_whitespace);
+        let verb = words.next().unwrap_or_default();
+        let name = words
+            .next()
+            .ok_or_else(|| format!("`{verb}` needs a header name"))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let value = words.next().map(str::trim);
+        let action = match (verb, value) {
+            ("set-header", Some(v)) => Action::Set(name, Template::parse(v)?),
+            ("add-header", Some(v)) => Action::Add(name, Template::parse(v)?),
+            ("del-header", None) => Action::Del(name),
+            ("set-header" | "add-header", None) => {
+                return Err(format!("`{verb}` needs a value"));
+            }
+            ("del-header", Some(_)) => return Err("`del-header` takes only a name".into()),
+            _ => {
+                return Err(format!(
+                    "unknown action `{verb}` (known: set-header, add-header, del-header)"
+                ));
+            }
+        };
+        Ok(HeaderRule { action, condition })
+    }
+
+    /// True if the rule's condition holds for `request` (or it has none).
+    pub fn applies(&self, acls: &[Acl], request: &RequestView<'_>) -> bool {
+        self.condition
+            .as_ref()
+            .is_none_or(|c| c.holds(acls, request))
+    }
+
+    /// Applies the rule to `headers`. A value that is not a valid header value (a variable
+    /// brought in something odd) leaves the headers as they were.
+    pub fn apply(&self, headers: &mut HeaderMap, vars: &Vars<'_>) {
+        match &self.action {
+            Action::Set(name, template) => {
+                if let Ok(value) = HeaderValue::from_str(&template.render(vars)) {
+                    headers.insert(name.clone(), value);
+                }
+            }
+            Action::Add(name, template) => {
+                if let Ok(value) = HeaderValue::from_str(&template.render(vars)) {
+                    headers.append(name.clone(), value);
+                }
+            }
+            Action::Del(name) => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(headers: &HeaderMap) -> Vars<'_> {
+        Vars {
+            client: "192.0.2.7:40001".parse().unwrap(),
+            local: "10.0.0.1:443".parse().unwrap(),
+            frontend: "www",
+            backend: "app",
+            server: "s1",
+            request_headers: headers,
+        }
+    }
+
+    #[test]
+    fn templates_render_variables_and_literals() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("shop.example"));
+        let v = vars(&headers);
+        let t = Template::parse("%[src]:%[src_port] via %f/%b/%s to %[dst_port] 100%%").unwrap();
+        assert_eq!(t.render(&v), "192.0.2.7:40001 via www/app/s1 to 443 100%");
+        assert_eq!(
+            Template::parse("%[req.hdr(Host)]").unwrap().render(&v),
+            "shop.example"
+        );
+        assert_eq!(
+            Template::parse("%ci:%cp").unwrap().render(&v),
+            "192.0.2.7:40001"
+        );
+        assert!(Template::parse("%[nope]").is_err());
+        assert!(Template::parse("%[src").is_err());
+        assert!(Template::parse("%z").is_err());
+    }
+
+    /// The nginx seed's `proxy_set_header Host $host` and `add_header X-NGINX ...` as rules.
+    #[test]
+    fn set_add_and_delete_headers() {
+        let mut request = HeaderMap::new();
+        request.insert("host", HeaderValue::from_static("shop.example"));
+        request.insert("x-secret", HeaderValue::from_static("1"));
+        let received = request.clone();
+        let v = vars(&received);
+        for line in [
+            "set-header Host %[req.hdr(host)]",
+            "set-header X-NGINX NGINX-%[be_name]",
+            "add-header X-Forwarded-Port %[dst_port]",
+            "add-header X-Forwarded-Port 8443",
+            "del-header X-Secret",
+        ] {
+            HeaderRule::parse(line, &[])
+                .unwrap()
+                .apply(&mut request, &v);
+        }
+        assert_eq!(request["host"], "shop.example");
+        assert_eq!(request["x-nginx"], "NGINX-app");
+        let ports: Vec<_> = request.get_all("x-forwarded-port").iter().collect();
+        assert_eq!(ports, ["443", "8443"]);
+        assert!(request.get("x-secret").is_none());
+        assert!(HeaderRule::parse("set-header X-A", &[]).is_err());
+        assert!(HeaderRule::parse("del-header X-A b", &[]).is_err());
+        assert!(HeaderRule::parse("replace-header X-A b", &[]).is_err());
+        assert!(HeaderRule::parse("set-header X-A b if nope", &[]).is_err());
+    }
+
+    #[test]
+    fn conditions_gate_rules() {
+        let acls = vec![Acl::parse("is_api path_beg /api").unwrap()];
+        let rule = HeaderRule::parse("set-header X-Api yes if is_api", &acls).unwrap();
+        let view = |path: &'static str| RequestView {
+            method: "GET",
+            path,
+            query: None,
+            headers: Vec::new(),
+            src: None,
+        };
+        assert!(rule.applies(&acls, &view("/api/x")));
+        assert!(!rule.applies(&acls, &view("/web")));
+    }
+}

@@ -1,0 +1,159 @@
+//! Connections to servers: HTTP/1.1 connections kept idle per server after a response is
+//! read to its end and reused by later requests of any client (HAProxy's `http-reuse safe`),
+//! dropped after an idle time shorter than servers' usual keep-alive timeouts.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hyper::{
+    body::{Body as HttpBody, Frame, Incoming, SizeHint},
+    client::conn::http1::SendRequest,
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections older than this are closed rather than reused: most servers close idle
+/// keep-alive connections after 5 s or more (nginx 75 s, Apache 5 s), and a request sent on
+/// a connection the server is closing fails.
+const IDLE_LIMIT: Duration = Duration::from_secs(4);
+/// How long a pooled connection may take to become ready before another is used.
+const READY_WAIT: Duration = Duration::from_millis(100);
+/// Idle connections kept per server at most.
+const MAX_IDLE: usize = 256;
+
+/// A connection ready for one request.
+pub type Sender = SendRequest<Incoming>;
+
+/// Why no connection could be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server refused or was unreachable.
+    Failed(std::io::Error),
+    /// No answer within `timeout connect`.
+    TimedOut,
+    /// The HTTP handshake over the new connection failed.
+    Handshake(hyper::Error),
+}
+
+/// Idle connections to one server.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<(Sender, Instant)>>,
+}
+
+impl Pool {
+    /// An idle connection that can take a request, if there is one (stale ones are closed
+    /// on the way).
+    pub async fn take(&self) -> Option<Sender> {
+        loop {
+            let (mut sender, since) = self.idle.lock().ok()?.pop()?;
+            if since.elapsed() >= IDLE_LIMIT || sender.is_closed() {
+                continue;
+            }
+            // A connection comes back when its response was read to the end; the connection
+            // task may need a moment more to be ready for the next request.
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// Keeps `sender` for reuse unless its connection is closing.
+    pub fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0);
+            }
+            idle.push((sender, Instant::now()));
+        }
+    }
+}
+
+/// Opens a connection to `addr` and runs its HTTP/1.1 client side; `upgrades` keeps the
+/// connection usable as a tunnel after a `101 Switching Protocols`.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(ConnectError::Failed(error)),
+        Err(_) => return Err(ConnectError::TimedOut),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    if upgrades {
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    Ok(sender)
+}
+
+/// A server's response body that hands its connection back to the pool once read to the
+/// end. Dropped early (the client went away), the connection is closed instead: it still
+/// holds unread data.
+pub struct PooledBody {
+    inner: Incoming,
+    give_back: Option<(Sender, Arc<Pool>)>,
+}
+
+impl PooledBody {
+    /// Wraps `inner`, read over `sender` (`None`: the connection is not to be reused).
+    pub fn new(inner: Incoming, give_back: Option<(Sender, Arc<Pool>)>) -> Self {
+        let mut body = PooledBody { inner, give_back };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.give_back.take() {
+            pool.put(sender);
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
