@@ -196,25 +196,25 @@ async fn serve(
     let status_path = health_status_path(dataplane.bpf_dir());
     write_status(&status_path, &board);
     let _checks = health::spawn(targets, board_tx.clone());
-    let api_path = admin::socket_path(dataplane.bpf_dir());
-    let _api = match admin::listen(&api_path) {
-        Ok(listener) => Some(tokio::spawn(admin::serve(listener, board_tx))),
-        Err(error) => {
-            tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
-            None
-        }
-    };
-    let _proxy = if config.resolved.frontends.is_empty() {
-        None
+    let (_proxy_tasks, proxy) = if config.resolved.frontends.is_empty() {
+        (None, None)
     } else {
-        let tasks = crate::proxy::server::spawn(
+        let (tasks, proxy) = crate::proxy::server::spawn(
             config.resolved.frontends.clone(),
             config.resolved.backends.clone(),
             model.services.len(),
             board_rx.clone(),
         )
         .map_err(AgentError::Proxy)?;
-        Some(tasks)
+        (Some(tasks), Some(proxy))
+    };
+    let api_path = admin::socket_path(dataplane.bpf_dir());
+    let _api = match admin::listen(&api_path) {
+        Ok(listener) => Some(tokio::spawn(admin::serve(listener, board_tx, proxy))),
+        Err(error) => {
+            tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
+            None
+        }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut instances = tokio::task::JoinSet::new();

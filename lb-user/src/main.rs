@@ -252,6 +252,24 @@ fn stats(bpf_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> anyho
         println!();
         print!("{text}");
     }
+    if !loaded.resolved.frontends.is_empty() {
+        // Proxy counters live in the agent: ask its runtime API.
+        let socket = lb::admin::socket_path(&bpf_dir);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        match runtime.block_on(lb::admin::request(&socket, "show stat")) {
+            Ok(text) => {
+                println!();
+                print!("{text}");
+            }
+            Err(error) => println!(
+                "\n(proxy counters unavailable at {}: {error})",
+                socket.display()
+            ),
+        }
+    }
     // The running agent may have kept ids from before a restart: name them as it did.
     let previous = lb::dataplane::pinned_ids(&bpf_dir)?;
     let model = lb::dataplane::model::L4Model::from_config_keeping(&loaded, &previous);

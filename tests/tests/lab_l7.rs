@@ -19,7 +19,7 @@ const FRONTEND: &str = "10.0.1.1:8080";
 fn config(bpf_dir: &std::path::Path) -> String {
     format!(
         "[global]\nbpf_dir = \"{}\"\n\n\
-         [[frontend]]\nname = \"main\"\nbind = [\"{FRONTEND}\"]\nforwardfor = true\n\
+         [[frontend]]\nname = \"main\"\nbind = [\"{FRONTEND}\"]\noptions = [\"forwardfor\"]\n\
          acls = [\"is_api path_beg -i /api\"]\nuse_backend = [\"api if is_api\"]\ndefault_backend = \"web\"\n\n\
          [[backend]]\nname = \"api\"\nservers = [{{ name = \"api1\", addr = \"{}:80\" }}]\n\n\
          [[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\n\

@@ -1,5 +1,5 @@
 //! The runtime API: a Unix socket taking one command per line, in HAProxy's runtime-API words
-//! (`show servers`, `set server web/10.0.2.11:80 state drain`), answered with text ending in a
+//! (`show servers`, `show stat`, `set server web/10.0.2.11:80 state drain`), answered with text ending in a
 //! blank line. `lb ctl` is its client.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,12 @@ use tokio::{
     sync::watch,
 };
 
-use crate::health::{self, Admin, HealthBoard};
+use std::sync::Arc;
+
+use crate::{
+    health::{self, Admin, HealthBoard},
+    proxy::server::Proxy,
+};
 
 /// Where the agent pinning to `bpf_dir` listens.
 pub fn socket_path(bpf_dir: &Path) -> PathBuf {
@@ -30,21 +35,30 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Answers commands on `listener` until the task is dropped.
-pub async fn serve(listener: UnixListener, board: watch::Sender<HealthBoard>) {
+pub async fn serve(
+    listener: UnixListener,
+    board: watch::Sender<HealthBoard>,
+    proxy: Option<Arc<Proxy>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let board = board.clone();
-        tokio::spawn(async move { session(stream, board).await });
+        let proxy = proxy.clone();
+        tokio::spawn(async move { session(stream, board, proxy).await });
     }
 }
 
-async fn session(stream: UnixStream, board: watch::Sender<HealthBoard>) {
+async fn session(stream: UnixStream, board: watch::Sender<HealthBoard>, proxy: Option<Arc<Proxy>>) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let reply = execute(line.trim(), &board);
+        let reply = match (line.trim(), &proxy) {
+            ("show stat", Some(proxy)) => proxy.render_stats(),
+            ("show stat", None) => "no frontends\n".to_string(),
+            (command, _) => execute(command, &board),
+        };
         if writer
             .write_all(format!("{reply}\n").as_bytes())
             .await
@@ -79,7 +93,7 @@ pub fn execute(command: &str, board: &watch::Sender<HealthBoard>) -> String {
             }
         }
         ["help"] | [] => {
-            "commands:\n  show servers\n  set server <service>/<server> state <ready|drain|maint>\n"
+            "commands:\n  show servers\n  show stat\n  set server <service>/<server> state <ready|drain|maint>\n"
                 .into()
         }
         _ => format!("error: unknown command `{command}` (try `help`)\n"),

@@ -2,18 +2,22 @@
 //!
 //! Layout: `model` holds the typed sections as they appear in the file; `load` reads and parses
 //! a file and turns every failure into a [`ConfigError`] that names file, line, column and key;
-//! `validate` checks what serde cannot (names, duplicates). Later issues add sections (`l4`,
+//! `validate` checks what serde cannot (names, duplicates), with `proxy` for the L7 sections. Later issues add sections (`l4`,
 //! `vrrp`, `frontend`, ...) to the model.
 
 mod duration;
 mod load;
 mod model;
+mod proxy;
 mod validate;
 
 pub use duration::parse_duration;
+pub use proxy::{
+    BackendSpec, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, ProxyOptions,
+    ServerSpec, parse_error_page,
+};
 pub use validate::{
-    BackendSpec, CheckSpec, FrontendSpec, NotifySpec, RealSpec, Resolved, ServerSpec, ServiceSpec,
-    TrackScriptSpec, VrrpSpec,
+    CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, TrackScriptSpec, VrrpSpec,
 };
 
 pub use load::{ConfigError, load_file, load_str};

@@ -25,6 +25,12 @@ pub struct Config {
     /// that change state together.
     #[serde(default)]
     pub vrrp_sync_group: Vec<VrrpSyncGroup>,
+    /// What L7 sections inherit (`[defaults]`, HAProxy `defaults`).
+    #[serde(default)]
+    pub defaults: ProxyDefaults,
+    /// L7 frontend-and-backend pairs (`[[listen]]`, HAProxy `listen`).
+    #[serde(default)]
+    pub listen: Vec<Listen>,
     /// L7 frontends (`[[frontend]]`, HAProxy `frontend`).
     #[serde(default)]
     pub frontend: Vec<Frontend>,
@@ -466,6 +472,55 @@ fn default_garp_repeat() -> u32 {
     5
 }
 
+/// HAProxy's `timeout` lines as a sub-table: `timeout = { connect = "5s", client = "30s" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Time to establish a connection to a server (backend; default 5s).
+    pub connect: Option<Spanned<String>>,
+    /// Inactivity allowed on the client side (frontend; default 30s).
+    pub client: Option<Spanned<String>>,
+    /// Time to wait for a server's response (backend; default 30s).
+    pub server: Option<Spanned<String>>,
+    /// Time for a client to send a whole request head (frontend; default: `client`); past
+    /// it the client gets a 408 (slowloris).
+    pub http_request: Option<Spanned<String>>,
+    /// Time a kept-alive client connection may wait for its next request (frontend;
+    /// default: `http_request`).
+    pub http_keep_alive: Option<Spanned<String>>,
+    /// Time a request may wait for a server slot (backend; default: `connect`); past it 503.
+    pub queue: Option<Spanned<String>>,
+    /// Inactivity allowed in a tunnel after an Upgrade (backend; default: `client`).
+    pub tunnel: Option<Spanned<String>>,
+}
+
+/// The `[defaults]` table (HAProxy `defaults`): what every frontend, backend and listen
+/// takes unless it says otherwise.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyDefaults {
+    /// HAProxy `option` lines: `"forwardfor except 10.0.0.0/8"`, `"http-server-close"`,
+    /// `"httpclose"`, `"http-keep-alive"`, `"redispatch"`, `"dontlognull"`, `"httplog"`;
+    /// `"no redispatch"` cancels an inherited one.
+    #[serde(default)]
+    pub options: Vec<Spanned<String>>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeout: Timeouts,
+    /// Connection retries (default 3).
+    pub retries: Option<u32>,
+    /// Balance algorithm.
+    pub balance: Option<Spanned<String>>,
+    /// Concurrent client connections per frontend (0: no limit).
+    pub maxconn: Option<u32>,
+    /// HAProxy `errorfile` lines: `"503 /etc/lb/errors/503.http"` (a raw HTTP response).
+    #[serde(default)]
+    pub errorfile: Vec<Spanned<String>>,
+    /// Where access log lines go: `"stdout"` (default), `"none"`, a file path, or
+    /// `"syslog:/dev/log"` (a local syslog socket).
+    pub log: Option<Spanned<String>>,
+}
+
 /// One `[[frontend]]` table: where clients connect and which backend serves them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -483,11 +538,40 @@ pub struct Frontend {
     pub use_backend: Vec<Spanned<String>>,
     /// Backend for requests no rule routes.
     pub default_backend: Option<Spanned<String>>,
-    /// Add `X-Forwarded-For` with the client address (HAProxy `option forwardfor`).
+    /// `option` lines (see `[defaults]`).
     #[serde(default)]
-    pub forwardfor: bool,
-    /// Idle time allowed between a client's requests (HAProxy `timeout client`, default 30s).
-    pub timeout_client: Option<Spanned<String>>,
+    pub options: Vec<Spanned<String>>,
+    /// Timeouts (client, http_request, http_keep_alive).
+    #[serde(default)]
+    pub timeout: Timeouts,
+    /// Header rules on requests: `"set-header X-Forwarded-Proto http"`, `"del-header X-Debug"`,
+    /// `"add-header X-Client %[src] if is_api"`.
+    #[serde(default)]
+    pub http_request: Vec<Spanned<String>>,
+    /// Header rules on responses.
+    #[serde(default)]
+    pub http_response: Vec<Spanned<String>>,
+    /// Concurrent client connections at most; more wait to be accepted (0: no limit).
+    pub maxconn: Option<u32>,
+    /// `errorfile` lines.
+    #[serde(default)]
+    pub errorfile: Vec<Spanned<String>>,
+    /// Access log target (see `[defaults]`).
+    pub log: Option<Spanned<String>>,
+}
+
+/// `stick_cookie`: learn an application's session cookie from responses and send later
+/// requests carrying it to the same server (HAProxy `stick on req.cook(NAME)` with
+/// `stick store-response res.cook(NAME)`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickCookie {
+    /// Cookie name, e.g. `JSESSIONID`.
+    pub name: Spanned<String>,
+    /// Sessions remembered at most (default 100000); the oldest go first.
+    pub size: Option<u32>,
+    /// A session unused this long is forgotten (default 30m).
+    pub expire: Option<Spanned<String>>,
 }
 
 /// One `[[backend]]` table: servers and how to choose among them.
@@ -496,23 +580,126 @@ pub struct Frontend {
 pub struct Backend {
     /// Name, used by `use_backend` and in logs.
     pub name: Spanned<String>,
-    /// Algorithm: roundrobin (default), static-rr, leastconn, first, source, uri, random.
+    /// Algorithm: roundrobin (default), static-rr, leastconn, first, source, uri,
+    /// url_param(name), hdr(name), random.
     pub balance: Option<Spanned<String>>,
+    /// Hashing algorithms: `map-based` (default) or `consistent`.
+    pub hash_type: Option<Spanned<String>>,
     /// The servers.
     pub servers: Vec<Server>,
     /// Health check of the servers (same vocabulary as `[[l4]]`).
     pub check: Option<CheckConfig>,
-    /// Time to establish a connection to a server (default 5s).
-    pub timeout_connect: Option<Spanned<String>>,
-    /// Time to wait for a server's response (default 30s).
-    pub timeout_server: Option<Spanned<String>>,
-    /// Further servers tried when connecting fails (HAProxy `retries`, default 3).
-    #[serde(default = "default_retries")]
-    pub retries: u32,
+    /// Persistence cookie, HAProxy's `cookie` line: `"SERVERID insert indirect nocache"`.
+    pub cookie: Option<Spanned<String>>,
+    /// Application session stickiness.
+    pub stick_cookie: Option<StickCookie>,
+    /// `option` lines (see `[defaults]`).
+    #[serde(default)]
+    pub options: Vec<Spanned<String>>,
+    /// Timeouts (connect, server, queue, tunnel).
+    #[serde(default)]
+    pub timeout: Timeouts,
+    /// Further connection attempts when connecting fails (HAProxy `retries`, default 3).
+    pub retries: Option<u32>,
+    /// ACLs usable in this backend's header rules.
+    #[serde(default)]
+    pub acls: Vec<Spanned<String>>,
+    /// Header rules on requests.
+    #[serde(default)]
+    pub http_request: Vec<Spanned<String>>,
+    /// Header rules on responses.
+    #[serde(default)]
+    pub http_response: Vec<Spanned<String>>,
+    /// `errorfile` lines (used before the frontend's).
+    #[serde(default)]
+    pub errorfile: Vec<Spanned<String>>,
 }
 
-fn default_retries() -> u32 {
-    3
+/// One `[[listen]]` table (HAProxy `listen`): a frontend and its one backend in one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Name of both halves.
+    pub name: Spanned<String>,
+    /// Addresses to listen on.
+    pub bind: Vec<Spanned<String>>,
+    /// ACLs (for header rules).
+    #[serde(default)]
+    pub acls: Vec<Spanned<String>>,
+    /// Algorithm.
+    pub balance: Option<Spanned<String>>,
+    /// Hashing algorithms.
+    pub hash_type: Option<Spanned<String>>,
+    /// The servers.
+    pub servers: Vec<Server>,
+    /// Health check.
+    pub check: Option<CheckConfig>,
+    /// Persistence cookie.
+    pub cookie: Option<Spanned<String>>,
+    /// Application session stickiness.
+    pub stick_cookie: Option<StickCookie>,
+    /// `option` lines.
+    #[serde(default)]
+    pub options: Vec<Spanned<String>>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeout: Timeouts,
+    /// Connection retries.
+    pub retries: Option<u32>,
+    /// Header rules on requests.
+    #[serde(default)]
+    pub http_request: Vec<Spanned<String>>,
+    /// Header rules on responses.
+    #[serde(default)]
+    pub http_response: Vec<Spanned<String>>,
+    /// Concurrent client connections at most.
+    pub maxconn: Option<u32>,
+    /// `errorfile` lines.
+    #[serde(default)]
+    pub errorfile: Vec<Spanned<String>>,
+    /// Access log target.
+    pub log: Option<Spanned<String>>,
+}
+
+impl Listen {
+    /// The frontend half: routes everything to the backend half.
+    pub fn frontend(&self) -> Frontend {
+        Frontend {
+            name: self.name.clone(),
+            bind: self.bind.clone(),
+            acls: self.acls.clone(),
+            use_backend: Vec::new(),
+            default_backend: Some(self.name.clone()),
+            options: self.options.clone(),
+            timeout: self.timeout.clone(),
+            http_request: self.http_request.clone(),
+            http_response: self.http_response.clone(),
+            maxconn: self.maxconn,
+            errorfile: self.errorfile.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// The backend half. Header rules and options live on the frontend half only, so
+    /// they apply once.
+    pub fn backend(&self) -> Backend {
+        Backend {
+            name: self.name.clone(),
+            balance: self.balance.clone(),
+            hash_type: self.hash_type.clone(),
+            servers: self.servers.clone(),
+            check: self.check.clone(),
+            cookie: self.cookie.clone(),
+            stick_cookie: self.stick_cookie.clone(),
+            options: self.options.clone(),
+            timeout: self.timeout.clone(),
+            retries: self.retries,
+            acls: Vec::new(),
+            http_request: Vec::new(),
+            http_response: Vec::new(),
+            errorfile: Vec::new(),
+        }
+    }
 }
 
 /// A `server` line.
@@ -529,9 +716,14 @@ pub struct Server {
     /// Only used when no other server is up.
     #[serde(default)]
     pub backup: bool,
-    /// Concurrent requests at most (0: no limit).
+    /// Concurrent requests at most; more wait in the backend's queue (0: no limit).
     #[serde(default)]
     pub maxconn: u32,
+    /// Value of the persistence cookie that designates this server (default: its name).
+    pub cookie: Option<Spanned<String>>,
+    /// Health-checked when the backend has a check (default true; HAProxy's `check`).
+    #[serde(default = "default_true")]
+    pub check: bool,
 }
 
 fn default_server_weight() -> u32 {

@@ -33,10 +33,10 @@ pub struct Resolved {
     pub l4: Vec<ServiceSpec>,
     /// VRRP instances.
     pub vrrp: Vec<VrrpSpec>,
-    /// L7 frontends.
-    pub frontends: Vec<FrontendSpec>,
-    /// L7 backends.
-    pub backends: Vec<BackendSpec>,
+    /// L7 frontends (listens included).
+    pub frontends: Vec<super::proxy::FrontendSpec>,
+    /// L7 backends (listens included).
+    pub backends: Vec<super::proxy::BackendSpec>,
     /// TUN outer source prefix, IPv4.
     pub tunnel_source_v4: (Ipv4Addr, u8),
     /// TUN outer source prefix, IPv6.
@@ -182,9 +182,10 @@ pub struct RealSpec {
     pub weight: u32,
 }
 
-type Failure = (Range<usize>, String);
+/// A failed check: the span of the offending value and what is wrong.
+pub(super) type Failure = (Range<usize>, String);
 
-fn fail<T>(span: Range<usize>, message: String) -> Result<T, Failure> {
+pub(super) fn fail<T>(span: Range<usize>, message: String) -> Result<T, Failure> {
     Err((span, message))
 }
 
@@ -362,8 +363,7 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
         );
     }
     let vrrp = validate_vrrp(config)?;
-    let backends = validate_backends(config)?;
-    let frontends = validate_frontends(config, &backends)?;
+    let (frontends, backends) = super::proxy::validate(config)?;
     Ok(Resolved {
         l4,
         vrrp,
@@ -434,7 +434,7 @@ fn is_prime(n: u32) -> bool {
     true
 }
 
-fn duration_of(
+pub(super) fn duration_of(
     value: &Option<Spanned<String>>,
     default: std::time::Duration,
 ) -> Result<std::time::Duration, Failure> {
@@ -450,7 +450,7 @@ fn duration_of(
     }
 }
 
-fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<CheckSpec, Failure> {
+pub(super) fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<CheckSpec, Failure> {
     let inter = duration_of(&check.inter, std::time::Duration::from_secs(2))?;
     let timing = Timing {
         rise: *check.rise.get_ref(),
@@ -934,243 +934,4 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
         }
     }
     Ok(specs)
-}
-
-/// A checked `[[frontend]]`.
-#[derive(Debug, Clone)]
-pub struct FrontendSpec {
-    /// Name.
-    pub name: String,
-    /// Listen addresses.
-    pub bind: Vec<SocketAddr>,
-    /// ACLs.
-    pub acls: Vec<crate::proxy::acl::Acl>,
-    /// Rules: (backend index, condition).
-    pub rules: Vec<(usize, crate::proxy::acl::Condition)>,
-    /// Default backend index.
-    pub default_backend: Option<usize>,
-    /// Add X-Forwarded-For.
-    pub forwardfor: bool,
-    /// Client idle timeout.
-    pub timeout_client: std::time::Duration,
-}
-
-/// A checked `[[backend]]`.
-#[derive(Debug, Clone)]
-pub struct BackendSpec {
-    /// Name.
-    pub name: String,
-    /// Algorithm.
-    pub balance: crate::proxy::balance::Algorithm,
-    /// Servers.
-    pub servers: Vec<ServerSpec>,
-    /// Health check.
-    pub check: Option<CheckSpec>,
-    /// Connect timeout.
-    pub timeout_connect: std::time::Duration,
-    /// Server response timeout.
-    pub timeout_server: std::time::Duration,
-    /// Retries on connection failure.
-    pub retries: u32,
-}
-
-/// A checked server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSpec {
-    /// Name.
-    pub name: String,
-    /// Address.
-    pub addr: SocketAddr,
-    /// Weight.
-    pub weight: u32,
-    /// Backup server.
-    pub backup: bool,
-    /// Concurrency limit.
-    pub maxconn: u32,
-}
-
-fn validate_backends(config: &Config) -> Result<Vec<BackendSpec>, Failure> {
-    use crate::proxy::balance::Algorithm;
-    let mut backends: Vec<BackendSpec> = Vec::new();
-    for backend in &config.backend {
-        let name = backend.name.get_ref().clone();
-        if name.is_empty() || backends.iter().any(|b| b.name == name) {
-            return fail(
-                backend.name.span(),
-                format!("backend names must be unique and non-empty, found `{name}`"),
-            );
-        }
-        let balance = match backend.balance.as_ref().map(|b| b.get_ref().as_str()) {
-            None | Some("roundrobin") => Algorithm::RoundRobin,
-            Some("static-rr") => Algorithm::StaticRr,
-            Some("leastconn") => Algorithm::LeastConn,
-            Some("first") => Algorithm::First,
-            Some("source") => Algorithm::Source,
-            Some("uri") => Algorithm::Uri,
-            Some("random") => Algorithm::Random,
-            Some(other) => {
-                let span = backend.balance.as_ref().map(Spanned::span).unwrap_or(0..0);
-                return fail(
-                    span,
-                    format!(
-                        "expected roundrobin, static-rr, leastconn, first, source, uri or random, found `{other}`"
-                    ),
-                );
-            }
-        };
-        if backend.servers.is_empty() {
-            return fail(
-                backend.name.span(),
-                format!("backend `{name}` has no servers"),
-            );
-        }
-        let mut servers: Vec<ServerSpec> = Vec::new();
-        for server in &backend.servers {
-            let server_name = server.name.get_ref().clone();
-            if server_name.is_empty()
-                || server_name.contains('/')
-                || servers.iter().any(|s| s.name == server_name)
-            {
-                return fail(
-                    server.name.span(),
-                    format!(
-                        "server names must be unique in a backend, without `/`: `{server_name}`"
-                    ),
-                );
-            }
-            let addr: SocketAddr = server.addr.get_ref().parse().map_err(|_| {
-                (
-                    server.addr.span(),
-                    format!(
-                        "expected \"address:port\", found `{}`",
-                        server.addr.get_ref()
-                    ),
-                )
-            })?;
-            if server.weight > 256 {
-                return fail(
-                    server.name.span(),
-                    format!(
-                        "expected a weight of 0 to 256 (as HAProxy), found {}",
-                        server.weight
-                    ),
-                );
-            }
-            servers.push(ServerSpec {
-                name: server_name,
-                addr,
-                weight: server.weight,
-                backup: server.backup,
-                maxconn: server.maxconn,
-            });
-        }
-        let check = match &backend.check {
-            Some(c) => Some(validate_check(c, servers[0].addr)?),
-            None => None,
-        };
-        backends.push(BackendSpec {
-            name,
-            balance,
-            servers,
-            check,
-            timeout_connect: duration_of(
-                &backend.timeout_connect,
-                std::time::Duration::from_secs(5),
-            )?,
-            timeout_server: duration_of(
-                &backend.timeout_server,
-                std::time::Duration::from_secs(30),
-            )?,
-            retries: backend.retries.min(10),
-        });
-    }
-    Ok(backends)
-}
-
-fn validate_frontends(
-    config: &Config,
-    backends: &[BackendSpec],
-) -> Result<Vec<FrontendSpec>, Failure> {
-    use crate::proxy::acl::{Acl, Condition};
-    let mut frontends: Vec<FrontendSpec> = Vec::new();
-    let backend_index = |name: &Spanned<String>| -> Result<usize, Failure> {
-        backends
-            .iter()
-            .position(|b| &b.name == name.get_ref())
-            .ok_or_else(|| {
-                (
-                    name.span(),
-                    format!("no [[backend]] is called `{}`", name.get_ref()),
-                )
-            })
-    };
-    for frontend in &config.frontend {
-        let name = frontend.name.get_ref().clone();
-        if name.is_empty() || frontends.iter().any(|f| f.name == name) {
-            return fail(
-                frontend.name.span(),
-                format!("frontend names must be unique and non-empty, found `{name}`"),
-            );
-        }
-        if frontend.bind.is_empty() {
-            return fail(
-                frontend.name.span(),
-                format!("frontend `{name}` binds nothing"),
-            );
-        }
-        let mut bind = Vec::new();
-        for b in &frontend.bind {
-            bind.push(b.get_ref().parse::<SocketAddr>().map_err(|_| {
-                (
-                    b.span(),
-                    format!("expected \"address:port\", found `{}`", b.get_ref()),
-                )
-            })?);
-        }
-        let mut acls = Vec::new();
-        for line in &frontend.acls {
-            let acl = Acl::parse(line.get_ref()).map_err(|e| (line.span(), e.0))?;
-            if acls.iter().any(|a: &Acl| a.name() == acl.name()) {
-                return fail(
-                    line.span(),
-                    format!("ACL `{}` is defined twice", acl.name()),
-                );
-            }
-            acls.push(acl);
-        }
-        let mut rules = Vec::new();
-        for rule in &frontend.use_backend {
-            let text = rule.get_ref();
-            let (backend, condition) = text.split_once(char::is_whitespace).ok_or_else(|| {
-                (
-                    rule.span(),
-                    format!("expected \"backend if condition\", found `{text}`"),
-                )
-            })?;
-            let index = backends
-                .iter()
-                .position(|b| b.name == backend)
-                .ok_or_else(|| (rule.span(), format!("no [[backend]] is called `{backend}`")))?;
-            let condition = Condition::parse(condition, &acls).map_err(|e| (rule.span(), e.0))?;
-            rules.push((index, condition));
-        }
-        let default_backend = frontend
-            .default_backend
-            .as_ref()
-            .map(backend_index)
-            .transpose()?;
-        frontends.push(FrontendSpec {
-            name,
-            bind,
-            acls,
-            rules,
-            default_backend,
-            forwardfor: frontend.forwardfor,
-            timeout_client: duration_of(
-                &frontend.timeout_client,
-                std::time::Duration::from_secs(30),
-            )?,
-        });
-    }
-    Ok(frontends)
 }

@@ -152,6 +152,9 @@ pub fn targets(model: &L4Model, config: &Config) -> Vec<Target> {
             continue;
         };
         for (s, server) in backend.servers.iter().enumerate() {
+            if !server.check {
+                continue;
+            }
             targets.push(Target {
                 key: (model.services.len() + b, s as u32),
                 service: backend.name.clone(),

@@ -288,7 +288,8 @@ fn delimited(sample: &str, pattern: &str, delimiters: &[char]) -> bool {
     false
 }
 
-fn in_network(addr: IpAddr, net: IpAddr, len: u8) -> bool {
+/// True if `addr` is inside `net`/`len`.
+pub fn in_network(addr: IpAddr, net: IpAddr, len: u8) -> bool {
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if len == 0 {

@@ -1,41 +1,62 @@
-//! The HTTP/1.1 proxy: frontends accept clients, route each request by ACL to a backend,
-//! choose an up server with the backend's algorithm, forward, and stream the answer back.
-//! Health comes from the same HealthBoard as L4 (a backend's servers are board entries).
+//! The HTTP/1.1 proxy. Per request, in HAProxy's order: route by ACL to a backend, find the
+//! server persistence names (cookie, learnt session) or let the balance algorithm choose an
+//! up server with room (waiting in the backend's FIFO queue up to `timeout queue`), connect
+//! (a pooled connection when one is idle; retries, redispatch on the last one), rewrite the
+//! request (hop-by-hop headers, cookies, forwardfor, header rules), forward, rewrite the
+//! response (cookies, header rules) and stream it back. Upgrades become tunnels. One
+//! httplog line per request, counters per frontend, backend and server.
 
 use std::{
     convert::Infallible,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
     },
-    time::Duration,
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::{
-    Request, Response, StatusCode,
-    body::Incoming,
-    header::{HeaderName, HeaderValue},
+    HeaderMap, Request, Response, StatusCode,
+    body::{Body as HttpBody, Frame, Incoming, SizeHint},
+    header::{self, HeaderName, HeaderValue},
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::watch,
+    sync::{Notify, Semaphore, watch},
 };
 
 use super::{
-    acl::RequestView,
+    acl::{RequestView, in_network},
     balance::{Balancer, Candidate, Key},
+    cookie::{self, CookieMode, SessionTable},
+    counters::{self, Counters},
+    log::{Entry, Logger, format_httplog},
+    rewrite::{HeaderRule, Vars},
+    tunnel,
+    upstream::{self, Pool, PooledBody},
 };
 use crate::{
-    config::{BackendSpec, FrontendSpec},
+    config::{BackendSpec, ConnectionMode, ErrorPage, FrontendSpec, ServerSpec},
     health::HealthBoard,
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A server with its run-time state.
+struct ServerState {
+    spec: ServerSpec,
+    pool: Arc<Pool>,
+    /// Requests in flight (leastconn, maxconn).
+    active: AtomicU32,
+    counters: Counters,
+}
 
 /// A backend with its run-time state.
 struct BackendState {
@@ -43,17 +64,57 @@ struct BackendState {
     /// Its entry on the health board.
     board_index: usize,
     balancer: Mutex<Balancer>,
-    active: Vec<AtomicU32>,
+    servers: Vec<ServerState>,
+    /// Signalled when a server slot frees, waking the first queued request.
+    freed: Notify,
+    sessions: Option<SessionTable>,
+    counters: Counters,
 }
 
-/// Everything a request handler reads.
-struct Shared {
-    frontends: Vec<FrontendSpec>,
+/// A frontend with its run-time state.
+struct FrontendState {
+    spec: FrontendSpec,
+    counters: Counters,
+    logger: Logger,
+}
+
+/// The running proxy: every frontend and backend, for the request path and `show stat`.
+pub struct Proxy {
+    frontends: Vec<FrontendState>,
     backends: Vec<BackendState>,
     board: watch::Receiver<HealthBoard>,
 }
 
-/// Headers that describe one hop and are not forwarded (RFC 9110 7.6.1).
+impl Proxy {
+    /// HAProxy-style `show stat`: one line per frontend, backend and server.
+    pub fn render_stats(&self) -> String {
+        let mut out = format!("{}\n", counters::HEADER);
+        for frontend in &self.frontends {
+            out.push_str(
+                &frontend
+                    .counters
+                    .render(&format!("{}/FRONTEND", frontend.spec.name)),
+            );
+            out.push('\n');
+        }
+        for backend in &self.backends {
+            for server in &backend.servers {
+                let name = format!("{}/{}", backend.spec.name, server.spec.name);
+                out.push_str(&server.counters.render(&name));
+                out.push('\n');
+            }
+            out.push_str(
+                &backend
+                    .counters
+                    .render(&format!("{}/BACKEND", backend.spec.name)),
+            );
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Headers that describe one hop and are not forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
@@ -81,7 +142,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(4096)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -92,60 +153,795 @@ pub fn spawn(
     backends: Vec<BackendSpec>,
     board_base: usize,
     board: watch::Receiver<HealthBoard>,
-) -> std::io::Result<tokio::task::JoinSet<()>> {
+) -> std::io::Result<(tokio::task::JoinSet<()>, Arc<Proxy>)> {
     let backends = backends
         .into_iter()
         .enumerate()
         .map(|(i, spec)| BackendState {
-            active: spec.servers.iter().map(|_| AtomicU32::new(0)).collect(),
+            servers: spec
+                .servers
+                .iter()
+                .map(|s| ServerState {
+                    spec: s.clone(),
+                    pool: Arc::default(),
+                    active: AtomicU32::new(0),
+                    counters: Counters::default(),
+                })
+                .collect(),
+            sessions: spec
+                .stick_cookie
+                .as_ref()
+                .map(|(name, size, expire)| SessionTable::new(name.clone(), *size, *expire)),
             spec,
             board_index: board_base + i,
             balancer: Mutex::new(Balancer::default()),
+            freed: Notify::new(),
+            counters: Counters::default(),
         })
         .collect();
-    let shared = Arc::new(Shared {
-        frontends,
+    let mut loggers: Vec<(crate::config::LogTarget, Logger)> = Vec::new();
+    let mut states = Vec::new();
+    for spec in frontends {
+        let logger = match loggers.iter().find(|(t, _)| *t == spec.log) {
+            Some((_, logger)) => logger.clone(),
+            None => {
+                let logger = Logger::start(&spec.log)?;
+                loggers.push((spec.log.clone(), logger.clone()));
+                logger
+            }
+        };
+        states.push(FrontendState {
+            spec,
+            counters: Counters::default(),
+            logger,
+        });
+    }
+    let proxy = Arc::new(Proxy {
+        frontends: states,
         backends,
         board,
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for (f, frontend) in shared.frontends.iter().enumerate() {
-        for addr in &frontend.bind {
+    for (f, frontend) in proxy.frontends.iter().enumerate() {
+        let slots = (frontend.spec.maxconn > 0)
+            .then(|| Arc::new(Semaphore::new(frontend.spec.maxconn as usize)));
+        for addr in &frontend.spec.bind {
             let listener = bind(*addr)?;
-            tracing::info!(frontend = %frontend.name, %addr, "listening");
-            let shared = shared.clone();
+            tracing::info!(frontend = %frontend.spec.name, %addr, "listening");
+            let proxy = proxy.clone();
+            let slots = slots.clone();
             tasks.spawn(async move {
                 loop {
+                    // Past maxconn, connections wait in the kernel's accept queue (HAProxy
+                    // stops accepting the same way).
+                    let permit = match &slots {
+                        Some(slots) => slots.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
                     let Ok((stream, peer)) = listener.accept().await else {
                         continue;
                     };
-                    let shared = shared.clone();
-                    tokio::spawn(async move { serve_client(stream, peer, f, shared).await });
+                    let proxy = proxy.clone();
+                    tokio::spawn(async move {
+                        serve_client(stream, peer, f, proxy).await;
+                        drop(permit);
+                    });
                 }
             });
         }
     }
-    Ok(tasks)
+    Ok((tasks, proxy))
 }
 
-async fn serve_client(stream: TcpStream, peer: SocketAddr, frontend: usize, shared: Arc<Shared>) {
+async fn serve_client(stream: TcpStream, peer: SocketAddr, f: usize, proxy: Arc<Proxy>) {
     let _ = stream.set_nodelay(true);
-    let timeout = shared.frontends[frontend].timeout_client;
-    let service = service_fn(move |request| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(request, peer, frontend, &shared).await) }
-    });
+    let local = stream.local_addr().unwrap_or(peer);
+    let frontend = &proxy.frontends[f];
+    let _session = frontend.counters.enter();
+    let spec = &frontend.spec;
+    let keep_alive = spec.options.connection != ConnectionMode::Close;
+    let header_timeout = spec.timeout_http_request;
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |request| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy).await) }
+        })
+    };
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .header_read_timeout(header_timeout)
+        .keep_alive(keep_alive)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     if let Err(error) = connection.await {
         tracing::debug!(%error, %peer, "client connection ended");
     }
 }
 
-fn full(status: StatusCode, text: &'static str) -> Response<Body> {
+/// What the log line and counters need to know about a request as it goes.
+struct Progress {
+    client: SocketAddr,
+    accepted: SystemTime,
+    started: Instant,
+    backend: String,
+    server: String,
+    t_queue: i64,
+    t_connect: i64,
+    t_response: i64,
+    termination: [u8; 4],
+    retries: u32,
+    request_line: String,
+}
+
+fn millis(since: Instant) -> i64 {
+    since.elapsed().as_millis() as i64
+}
+
+async fn handle(
+    mut request: Request<Incoming>,
+    client: SocketAddr,
+    local: SocketAddr,
+    f: usize,
+    proxy: Arc<Proxy>,
+) -> Response<Body> {
+    let frontend = &proxy.frontends[f];
+    let mut progress = Progress {
+        client,
+        accepted: SystemTime::now(),
+        started: Instant::now(),
+        backend: frontend.spec.name.clone(),
+        server: "<NOSRV>".into(),
+        t_queue: -1,
+        t_connect: -1,
+        t_response: -1,
+        termination: *b"----",
+        retries: 0,
+        request_line: format!(
+            "{} {} {:?}",
+            request.method(),
+            request.uri(),
+            request.version()
+        ),
+    };
+    if let Some(status) = smuggling_risk(request.headers()) {
+        frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
+        progress.termination = *b"PR--";
+        return finish_local(&proxy, f, None, status, progress);
+    }
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let received: HeaderMap = request.headers().clone();
+    let header_pairs: Vec<(&str, &str)> = received
+        .iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+        .collect();
+    let view = RequestView {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        headers: header_pairs.clone(),
+        src: Some(client.ip()),
+    };
+    let chosen_backend = frontend
+        .spec
+        .rules
+        .iter()
+        .find(|(_, condition)| condition.holds(&frontend.spec.acls, &view))
+        .map(|(b, _)| *b)
+        .or(frontend.spec.default_backend);
+    let Some(b) = chosen_backend else {
+        progress.termination = *b"PR--";
+        return finish_local(&proxy, f, None, StatusCode::SERVICE_UNAVAILABLE, progress);
+    };
+    let backend = &proxy.backends[b];
+    progress.backend = backend.spec.name.clone();
+    let _backend_session = backend.counters.enter();
+    let board = proxy.board.borrow().clone();
+    let up = |s: usize| {
+        !backend.servers[s].spec.check
+            || board
+                .get(&(backend.board_index, s as u32))
+                .is_none_or(|st| st.in_service())
+    };
+
+    // Persistence: the proxy's cookie first, then a learnt application session.
+    let cookies = cookie::parse_cookies(
+        received
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let now = cookie::unix_now();
+    let cookie_server = backend.spec.cookie.as_ref().and_then(|spec| {
+        let value = spec.server_value(&cookies, now)?;
+        backend.servers.iter().position(|s| s.spec.cookie == value)
+    });
+    let session_server = backend.sessions.as_ref().and_then(|table| {
+        let (_, value) = cookies.iter().find(|(name, _)| *name == table.cookie)?;
+        table.lookup(value, Instant::now())
+    });
+    let persisted = cookie_server.or(session_server);
+    if persisted.is_some() {
+        progress.termination[2] = b'V';
+    }
+    // A cookie naming a server that is down is ignored (HAProxy without `option persist`).
+    let persisted = persisted.filter(|&s| up(s));
+    if cookie_server.is_some() && persisted.is_none() {
+        progress.termination[2] = b'D';
+    }
+
+    let hash_key = Key {
+        src: Some(client.ip()),
+        path: Some(&path),
+    };
+    let mut tried = vec![false; backend.servers.len()];
+    let queued_at = Instant::now();
+    let Some(mut s) = acquire(backend, persisted, &tried, &up, hash_key, queued_at).await else {
+        backend.counters.denied.fetch_add(1, Ordering::Relaxed);
+        progress.termination = *b"sQ--";
+        return finish_local(
+            &proxy,
+            f,
+            Some(b),
+            StatusCode::SERVICE_UNAVAILABLE,
+            progress,
+        );
+    };
+    progress.t_queue = millis(queued_at);
+    let mut slot = Slot::take(&proxy, b, s);
+
+    // Connect, retrying; the last retry may go to another server (`option redispatch`).
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let upgrade = upgrade_protocol(request.headers());
+    let reuse = backend.spec.options.connection == ConnectionMode::KeepAlive
+        && frontend.spec.options.connection == ConnectionMode::KeepAlive
+        && upgrade.is_none();
+    let connect_started = Instant::now();
+    let mut attempts = 0u32;
+    let (mut sender, mut pooled) = loop {
+        let server = &backend.servers[s];
+        if reuse && let Some(sender) = server.pool.take().await {
+            break (sender, true);
+        }
+        match upstream::connect(
+            server.spec.addr,
+            backend.spec.timeout_connect,
+            upgrade.is_some(),
+        )
+        .await
+        {
+            Ok(sender) => break (sender, false),
+            Err(error) => {
+                tracing::debug!(?error, server = %server.spec.name, "connect failed");
+                server
+                    .counters
+                    .connect_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .connect_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if attempts >= backend.spec.retries {
+                    progress.server = server.spec.name.clone();
+                    progress.termination[0] = b'S';
+                    progress.termination[1] = b'C';
+                    progress.retries = attempts;
+                    drop(slot);
+                    return finish_local(
+                        &proxy,
+                        f,
+                        Some(b),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        progress,
+                    );
+                }
+                attempts += 1;
+                server.counters.retries.fetch_add(1, Ordering::Relaxed);
+                backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                if backend.spec.options.redispatch && attempts == backend.spec.retries {
+                    tried[s] = true;
+                    let others = choose(backend, None, &tried, &up, hash_key);
+                    if let Some(other) = others {
+                        server.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+                        backend
+                            .counters
+                            .redispatches
+                            .fetch_add(1, Ordering::Relaxed);
+                        drop(slot);
+                        s = other;
+                        slot = Slot::take(&proxy, b, s);
+                    }
+                }
+            }
+        }
+    };
+    progress.t_connect = millis(connect_started);
+    progress.retries = attempts;
+    let server = &backend.servers[s];
+    progress.server = server.spec.name.clone();
+    let _server_session = server.counters.enter();
+
+    // The request as the server gets it.
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = &upgrade {
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if !reuse {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(spec) = &backend.spec.cookie {
+        let strip = match spec.mode {
+            CookieMode::Insert => spec.indirect,
+            CookieMode::Prefix => true,
+            CookieMode::Rewrite => false,
+        };
+        if strip {
+            let joined: Vec<String> = parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| {
+                    cookie::strip_cookie(v, &spec.name, spec.mode == CookieMode::Prefix)
+                })
+                .collect();
+            parts.headers.remove(header::COOKIE);
+            if !joined.is_empty()
+                && let Ok(value) = HeaderValue::from_str(&joined.join("; "))
+            {
+                parts.headers.insert(header::COOKIE, value);
+            }
+        }
+    }
+    if let Some(forwardfor) = &frontend.spec.options.forwardfor {
+        let excepted = forwardfor
+            .except
+            .is_some_and(|(net, len)| in_network(client.ip(), net, len));
+        if !excepted {
+            let value = match parts
+                .headers
+                .get(&forwardfor.header)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(existing) => format!("{existing}, {}", client.ip()),
+                None => client.ip().to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                parts.headers.insert(forwardfor.header.clone(), value);
+            }
+        }
+    }
+    let vars = Vars {
+        client,
+        local,
+        frontend: &frontend.spec.name,
+        backend: &backend.spec.name,
+        server: &server.spec.name,
+        request_headers: &received,
+    };
+    apply_rules(
+        &frontend.spec.request_rules,
+        &frontend.spec.acls,
+        &view,
+        &mut parts.headers,
+        &vars,
+    );
+    apply_rules(
+        &backend.spec.request_rules,
+        &backend.spec.acls,
+        &view,
+        &mut parts.headers,
+        &vars,
+    );
+    // Servers get origin-form targets (RFC 9112 section 3.2.1), whatever form the client used.
+    if let Some(path_and_query) = parts.uri.path_and_query().cloned() {
+        parts.uri = path_and_query.into();
+    }
+    let mut request = Request::from_parts(parts, body);
+
+    // Send; a pooled connection the server closed meanwhile gives the request back unsent,
+    // and it goes once more over a new connection.
+    let response_started = Instant::now();
+    let response = loop {
+        let sent = tokio::time::timeout(
+            backend.spec.timeout_server,
+            sender.try_send_request(request),
+        )
+        .await;
+        match sent {
+            Ok(Ok(response)) => break Ok(response),
+            Ok(Err(mut error)) => match error.take_message() {
+                Some(unsent) if pooled => {
+                    match upstream::connect(server.spec.addr, backend.spec.timeout_connect, false)
+                        .await
+                    {
+                        Ok(fresh) => {
+                            sender = fresh;
+                            pooled = false;
+                            request = unsent;
+                        }
+                        Err(_) => break Err((StatusCode::SERVICE_UNAVAILABLE, *b"SC--")),
+                    }
+                }
+                _ => break Err((StatusCode::BAD_GATEWAY, *b"SH--")),
+            },
+            Err(_) => break Err((StatusCode::GATEWAY_TIMEOUT, *b"sH--")),
+        }
+    };
+    let mut response = match response {
+        Ok(response) => response,
+        Err((status, termination)) => {
+            progress.termination[0] = termination[0];
+            progress.termination[1] = termination[1];
+            server.counters.response(status.as_u16());
+            drop(slot);
+            return finish_local(&proxy, f, Some(b), status, progress);
+        }
+    };
+    progress.t_response = millis(response_started);
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+        let server_upgrade = hyper::upgrade::on(&mut response);
+        let idle = backend.spec.timeout_tunnel;
+        tokio::spawn(async move {
+            if let (Ok(client_io), Ok(server_io)) = (client_upgrade.await, server_upgrade.await) {
+                let stats =
+                    tunnel::run(TokioIo::new(client_io), TokioIo::new(server_io), idle).await;
+                tracing::debug!(?stats, "tunnel closed");
+            }
+            drop(slot);
+        });
+        let (parts, body) = response.into_parts();
+        let body = PooledBody::new(body, None).boxed();
+        return finish(
+            &proxy,
+            f,
+            Some(b),
+            Some(s),
+            Response::from_parts(parts, body),
+            progress,
+            None,
+        );
+    }
+
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(spec) = &backend.spec.cookie {
+        match spec.mode {
+            CookieMode::Insert => {
+                if spec.indirect {
+                    // The server must not set the proxy's cookie itself.
+                    remove_set_cookie(&mut parts.headers, &spec.name);
+                }
+                let valid_here = cookie_server == Some(s) && persisted == Some(s);
+                if !valid_here || spec.needs_refresh(&cookies, now) {
+                    let first = valid_here.then(|| spec.first_seen(&cookies)).flatten();
+                    let value = spec.insert_value(&server.spec.cookie, now, first);
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        parts.headers.append(header::SET_COOKIE, value);
+                        progress.termination[3] = if valid_here { b'U' } else { b'I' };
+                        if spec.nocache {
+                            parts
+                                .headers
+                                .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                        }
+                    }
+                }
+            }
+            CookieMode::Rewrite | CookieMode::Prefix => {
+                let rewritten: Vec<HeaderValue> = parts
+                    .headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| {
+                        let text = v.to_str().ok()?;
+                        match spec.rewrite_set_cookie(text, &server.spec.cookie) {
+                            Some(new) => HeaderValue::from_str(&new).ok(),
+                            None => Some(v.clone()),
+                        }
+                    })
+                    .collect();
+                parts.headers.remove(header::SET_COOKIE);
+                for value in rewritten {
+                    parts.headers.append(header::SET_COOKIE, value);
+                }
+            }
+        }
+    }
+    if let Some(table) = &backend.sessions {
+        for value in parts.headers.get_all(header::SET_COOKIE) {
+            if let Some((name, session)) = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split(';').next())
+                .and_then(|pair| pair.split_once('='))
+                && name.trim() == table.cookie
+            {
+                table.learn(session.trim(), s, Instant::now());
+            }
+        }
+    }
+    apply_rules(
+        &backend.spec.response_rules,
+        &backend.spec.acls,
+        &view,
+        &mut parts.headers,
+        &vars,
+    );
+    apply_rules(
+        &frontend.spec.response_rules,
+        &frontend.spec.acls,
+        &view,
+        &mut parts.headers,
+        &vars,
+    );
+    if frontend.spec.options.connection == ConnectionMode::Close {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let give_back = reuse.then(|| (sender, server.pool.clone()));
+    let body = PooledBody::new(body, give_back).boxed();
+    finish(
+        &proxy,
+        f,
+        Some(b),
+        Some(s),
+        Response::from_parts(parts, body),
+        progress,
+        Some(slot),
+    )
+}
+
+/// Requests whose framing could be read two ways are refused before anything is forwarded
+/// (RFC 9112 section 6.3: a proxy must not forward both; HAProxy answers 400).
+fn smuggling_risk(headers: &HeaderMap) -> Option<StatusCode> {
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if has_te && !lengths.is_empty() {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    if lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    if has_te {
+        // Only `chunked`, last, is a framing this proxy and every server agree on.
+        let codings: Vec<String> = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        if codings.last().map(String::as_str) != Some("chunked") {
+            return Some(StatusCode::BAD_REQUEST);
+        }
+    }
+    None
+}
+
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers, those named in `Connection` included.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn remove_set_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|t| t.split_once('='))
+                .is_none_or(|(n, _)| n.trim() != name)
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
+fn apply_rules(
+    rules: &[HeaderRule],
+    acls: &[super::acl::Acl],
+    view: &RequestView<'_>,
+    headers: &mut HeaderMap,
+    vars: &Vars<'_>,
+) {
+    for rule in rules {
+        if rule.applies(acls, view) {
+            rule.apply(headers, vars);
+        }
+    }
+}
+
+/// The server for a request: the persisted one if it has room, else the algorithm's choice
+/// among up servers with room and not yet `tried`.
+fn choose(
+    backend: &BackendState,
+    persisted: Option<usize>,
+    tried: &[bool],
+    up: &(dyn Fn(usize) -> bool + Sync),
+    key: Key<'_>,
+) -> Option<usize> {
+    let candidates: Vec<Candidate> = backend
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(s, server)| Candidate {
+            weight: server.spec.weight,
+            up: !tried[s] && up(s),
+            backup: server.spec.backup,
+            active: server.active.load(Ordering::Relaxed),
+            maxconn: server.spec.maxconn,
+        })
+        .collect();
+    if let Some(s) = persisted {
+        let c = &candidates[s];
+        return (c.up && (c.maxconn == 0 || c.active < c.maxconn)).then_some(s);
+    }
+    backend
+        .balancer
+        .lock()
+        .ok()
+        .and_then(|mut b| b.choose(backend.spec.balance, &candidates, key))
+}
+
+/// Chooses a server, waiting in the backend's queue (FIFO: `Notify` wakes waiters in
+/// order) while every usable server is at its maxconn; `None` when no server is up or the
+/// queue timeout passed.
+async fn acquire(
+    backend: &BackendState,
+    persisted: Option<usize>,
+    tried: &[bool],
+    up: &(dyn Fn(usize) -> bool + Sync),
+    key: Key<'_>,
+    since: Instant,
+) -> Option<usize> {
+    let deadline = since + backend.spec.timeout_queue;
+    let mut waiting = None;
+    loop {
+        let notified = backend.freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(s) = choose(backend, persisted, tried, up, key) {
+            return Some(s);
+        }
+        let any_up = match persisted {
+            Some(s) => up(s),
+            None => (0..backend.servers.len()).any(|s| !tried[s] && up(s)),
+        };
+        if !any_up {
+            return None;
+        }
+        if waiting.is_none() {
+            waiting = Some(backend.counters.queue());
+        }
+        if tokio::time::timeout_at(deadline.into(), notified)
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+}
+
+/// A server slot held by a request: counted in `active` until the response is done.
+struct Slot {
+    proxy: Arc<Proxy>,
+    backend: usize,
+    server: usize,
+}
+
+impl Slot {
+    fn take(proxy: &Arc<Proxy>, backend: usize, server: usize) -> Slot {
+        proxy.backends[backend].servers[server]
+            .active
+            .fetch_add(1, Ordering::Relaxed);
+        Slot {
+            proxy: proxy.clone(),
+            backend,
+            server,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let backend = &self.proxy.backends[self.backend];
+        backend.servers[self.server]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+        backend.freed.notify_one();
+    }
+}
+
+/// The proxy's own answer (an errorfile when configured, else HAProxy's wording).
+fn finish_local(
+    proxy: &Arc<Proxy>,
+    f: usize,
+    b: Option<usize>,
+    status: StatusCode,
+    progress: Progress,
+) -> Response<Body> {
+    let page = b
+        .and_then(|b| proxy.backends[b].spec.errorfiles.get(&status.as_u16()))
+        .or_else(|| proxy.frontends[f].spec.errorfiles.get(&status.as_u16()));
+    let response = match page {
+        Some(page) => error_page(page),
+        None => builtin_page(status),
+    };
+    finish(proxy, f, b, None, response, progress, None)
+}
+
+fn error_page(page: &ErrorPage) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(page.body.clone())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() =
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    for (name, value) in &page.headers {
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    response
+}
+
+/// HAProxy's wording for its own answers.
+fn builtin_page(status: StatusCode) -> Response<Body> {
+    let text: &'static str = match status.as_u16() {
+        400 => {
+            "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"
+        }
+        408 => {
+            "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"
+        }
+        502 => {
+            "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"
+        }
+        504 => {
+            "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"
+        }
+        _ => {
+            "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"
+        }
+    };
     let mut response = Response::new(
         Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
@@ -154,208 +950,164 @@ fn full(status: StatusCode, text: &'static str) -> Response<Body> {
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/html"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     response
         .headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-cache"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
-/// HAProxy's wording for its own answers.
-fn no_server() -> Response<Body> {
-    full(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
-    )
-}
-
-async fn handle(
-    request: Request<Incoming>,
-    peer: SocketAddr,
+/// Counts the response and wraps its body so the log line is written when it ends.
+fn finish(
+    proxy: &Arc<Proxy>,
     f: usize,
-    shared: &Shared,
+    b: Option<usize>,
+    s: Option<usize>,
+    response: Response<Body>,
+    progress: Progress,
+    slot: Option<Slot>,
 ) -> Response<Body> {
-    let frontend = &shared.frontends[f];
-    let method = request.method().as_str().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .filter_map(|(n, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (n.as_str().to_string(), v.to_string()))
-        })
-        .collect();
-    let view = RequestView {
-        method: &method,
-        path: &path,
-        query: query.as_deref(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect(),
-        src: Some(peer.ip()),
-    };
-    let chosen_backend = frontend
-        .rules
-        .iter()
-        .find(|(_, condition)| condition.holds(&frontend.acls, &view))
-        .map(|(b, _)| *b)
-        .or(frontend.default_backend);
-    let Some(b) = chosen_backend else {
-        tracing::info!(
-            "{} -/- 503 {method} {path} {peer} (no backend)",
-            frontend.name
-        );
-        return no_server();
-    };
-    let backend = &shared.backends[b];
-    let board = shared.board.borrow().clone();
-    let mut tried = vec![false; backend.spec.servers.len()];
-    let mut attempts = 0;
-    let (request_parts, body) = request.into_parts();
-    loop {
-        let candidates: Vec<Candidate> = backend
-            .spec
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(s, server)| Candidate {
-                weight: server.weight,
-                up: !tried[s]
-                    && board
-                        .get(&(backend.board_index, s as u32))
-                        .is_none_or(|st| st.in_service()),
-                backup: server.backup,
-                active: backend.active[s].load(Ordering::Relaxed),
-                maxconn: server.maxconn,
-            })
-            .collect();
-        let key = Key {
-            src: Some(peer.ip()),
-            path: Some(&path),
-        };
-        let choice = backend
-            .balancer
-            .lock()
-            .ok()
-            .and_then(|mut b| b.choose(backend.spec.balance, &candidates, key));
-        let Some(s) = choice else {
-            tracing::info!(
-                "{} {}/- 503 {method} {path} {peer} (no server up)",
-                frontend.name,
-                backend.spec.name
-            );
-            return no_server();
-        };
-        let server = &backend.spec.servers[s];
-        tried[s] = true;
-        attempts += 1;
-        let connected = tokio::time::timeout(
-            backend.spec.timeout_connect,
-            TcpStream::connect(server.addr),
-        )
-        .await;
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            _ if attempts <= backend.spec.retries as usize => {
-                tracing::warn!(
-                    "{} {}/{} connection failed; retrying another server",
-                    frontend.name,
-                    backend.spec.name,
-                    server.name
-                );
-                continue;
-            }
-            _ => {
-                tracing::info!(
-                    "{} {}/{} 503 {method} {path} {peer} (connect failed)",
-                    frontend.name,
-                    backend.spec.name,
-                    server.name
-                );
-                return no_server();
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        backend.active[s].fetch_add(1, Ordering::Relaxed);
-        let response = forward(
-            request_parts,
-            body,
-            stream,
-            peer,
-            frontend.forwardfor,
-            backend.spec.timeout_server,
-        )
-        .await;
-        backend.active[s].fetch_sub(1, Ordering::Relaxed);
-        let response = response.unwrap_or_else(|status| {
-            let text = if status == StatusCode::GATEWAY_TIMEOUT {
-                "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"
-            } else {
-                "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"
-            };
-            full(status, text)
-        });
-        tracing::info!(
-            "{} {}/{} {} {method} {path} {peer}",
-            frontend.name,
-            backend.spec.name,
-            server.name,
-            response.status().as_u16()
-        );
-        return response;
-    }
-}
-
-/// Sends the request over `stream` and returns the server's response (its body streamed), or
-/// the status to answer with (502, 504).
-async fn forward(
-    mut parts: hyper::http::request::Parts,
-    body: Incoming,
-    stream: TcpStream,
-    peer: SocketAddr,
-    forwardfor: bool,
-    timeout: Duration,
-) -> Result<Response<Body>, StatusCode> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| StatusCode::BAD_GATEWAY)?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
-    }
-    if forwardfor {
-        let value = match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(existing) => format!("{existing}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-for"), value);
+    let status = response.status().as_u16();
+    proxy.frontends[f].counters.response(status);
+    if let Some(b) = b {
+        proxy.backends[b].counters.response(status);
+        if let Some(s) = s {
+            proxy.backends[b].servers[s].counters.response(status);
         }
     }
-    // Servers get origin-form targets (RFC 9112 3.2.1), whatever form the client used.
-    if let Some(path_and_query) = parts.uri.path_and_query().cloned() {
-        parts.uri = path_and_query.into();
+    let (parts, body) = response.into_parts();
+    let body = LoggedBody {
+        inner: body,
+        bytes: 0,
+        record: Some(Record {
+            proxy: proxy.clone(),
+            f,
+            b,
+            s,
+            status,
+            progress,
+            _slot: slot,
+        }),
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+/// What a [`LoggedBody`] reports when it ends.
+struct Record {
+    proxy: Arc<Proxy>,
+    f: usize,
+    b: Option<usize>,
+    s: Option<usize>,
+    status: u16,
+    progress: Progress,
+    /// Held until the body is done, so leastconn and maxconn see the whole exchange.
+    _slot: Option<Slot>,
+}
+
+/// The body sent to the client: counts its bytes, and when finished or dropped (client
+/// gone) writes the log line and the byte counters.
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    record: Option<Record>,
+}
+
+impl LoggedBody {
+    fn done(&mut self, aborted: bool) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let proxy = &record.proxy;
+        let frontend = &proxy.frontends[record.f];
+        frontend
+            .counters
+            .bytes_out
+            .fetch_add(self.bytes, Ordering::Relaxed);
+        if let Some(b) = record.b {
+            let backend = &proxy.backends[b];
+            backend
+                .counters
+                .bytes_out
+                .fetch_add(self.bytes, Ordering::Relaxed);
+            if let Some(s) = record.s {
+                backend.servers[s]
+                    .counters
+                    .bytes_out
+                    .fetch_add(self.bytes, Ordering::Relaxed);
+            }
+        }
+        if aborted && record.progress.termination[0] == b'-' {
+            record.progress.termination[0] = b'C';
+            record.progress.termination[1] = b'D';
+        }
+        if frontend.logger.is_off() {
+            return;
+        }
+        let p = &record.progress;
+        let entry = Entry {
+            client: p.client,
+            accepted: p.accepted,
+            frontend: frontend.spec.name.clone(),
+            backend: p.backend.clone(),
+            server: p.server.clone(),
+            // hyper hands over a request once its head is read: that time is not seen here.
+            t_request: 0,
+            t_queue: p.t_queue,
+            t_connect: p.t_connect,
+            t_response: p.t_response,
+            t_total: millis(p.started),
+            status: record.status,
+            bytes: self.bytes,
+            termination: p.termination,
+            retries: p.retries,
+            request_line: p.request_line.clone(),
+        };
+        frontend.logger.log(format_httplog(&entry));
     }
-    let request = Request::from_parts(parts, body);
-    let response = tokio::time::timeout(timeout, sender.send_request(request))
-        .await
-        .map_err(|_| StatusCode::GATEWAY_TIMEOUT)?
-        .map_err(|_| StatusCode::BAD_GATEWAY)?;
-    let (mut parts, body) = response.into_parts();
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.done(false);
+                }
+            }
+            Poll::Ready(None) => self.done(false),
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(record) = &mut self.record {
+                    record.progress.termination[0] = b'S';
+                    record.progress.termination[1] = b'D';
+                }
+                self.done(false);
+            }
+            Poll::Pending => {}
+        }
+        polled
     }
-    Ok(Response::from_parts(parts, body.boxed()))
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.done(true);
+    }
 }

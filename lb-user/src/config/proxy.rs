@@ -1,0 +1,756 @@
+//! Checks of the L7 sections: `[defaults]`, `[[frontend]]`, `[[backend]]` and `[[listen]]`
+//! (split into a frontend and a backend of the same name). Values a section does not set
+//! come from `[defaults]`, then from HAProxy's own defaults. ACLs, header rules, cookie
+//! lines and error files are compiled here, once.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
+use toml::Spanned;
+
+use super::{
+    model::{Backend, Config, Frontend, ProxyDefaults, Timeouts},
+    validate::{CheckSpec, Failure, duration_of, fail, validate_check},
+};
+use crate::proxy::{
+    acl::{Acl, Condition},
+    balance::Algorithm,
+    cookie::CookieSpec,
+    rewrite::HeaderRule,
+};
+
+/// How connections are kept (HAProxy `option http-keep-alive` / `http-server-close` /
+/// `httpclose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// Keep-alive on both sides; server connections are reused (the default).
+    KeepAlive,
+    /// Keep-alive with clients; a server connection per request.
+    ServerClose,
+    /// One request per connection on both sides.
+    Close,
+}
+
+/// `option forwardfor [except NET] [header NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwardfor {
+    /// Header to add (default `X-Forwarded-For`).
+    pub header: HeaderName,
+    /// Clients in this network get no header.
+    pub except: Option<(std::net::IpAddr, u8)>,
+}
+
+/// The `option` lines in force for a section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// Add the client address header.
+    pub forwardfor: Option<Forwardfor>,
+    /// Connection handling.
+    pub connection: ConnectionMode,
+    /// On the last connection retry, try another server.
+    pub redispatch: bool,
+    /// No log line for connections that sent nothing.
+    pub dontlognull: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            forwardfor: None,
+            connection: ConnectionMode::KeepAlive,
+            redispatch: false,
+            dontlognull: false,
+        }
+    }
+}
+
+/// A raw HTTP error response from an `errorfile`, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in file order.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// Nowhere.
+    None,
+    /// Appended to a file.
+    File(std::path::PathBuf),
+    /// A local syslog socket (RFC 3164 lines, facility local0).
+    Syslog(std::path::PathBuf),
+}
+
+/// A checked frontend.
+#[derive(Debug, Clone)]
+pub struct FrontendSpec {
+    /// Name.
+    pub name: String,
+    /// Listen addresses.
+    pub bind: Vec<SocketAddr>,
+    /// ACLs.
+    pub acls: Vec<Acl>,
+    /// Rules: (backend index, condition).
+    pub rules: Vec<(usize, Condition)>,
+    /// Default backend index.
+    pub default_backend: Option<usize>,
+    /// Options in force.
+    pub options: ProxyOptions,
+    /// Client inactivity timeout.
+    pub timeout_client: Duration,
+    /// Time to receive a request head.
+    pub timeout_http_request: Duration,
+    /// Time to wait for the next request on a kept-alive connection.
+    pub timeout_http_keep_alive: Duration,
+    /// Request header rules.
+    pub request_rules: Vec<HeaderRule>,
+    /// Response header rules.
+    pub response_rules: Vec<HeaderRule>,
+    /// Concurrent client connections (0: no limit).
+    pub maxconn: u32,
+    /// Error pages by status.
+    pub errorfiles: BTreeMap<u16, ErrorPage>,
+    /// Access log target.
+    pub log: LogTarget,
+}
+
+/// A checked backend.
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    /// Name.
+    pub name: String,
+    /// Algorithm.
+    pub balance: Algorithm,
+    /// Servers.
+    pub servers: Vec<ServerSpec>,
+    /// Health check.
+    pub check: Option<CheckSpec>,
+    /// Persistence cookie.
+    pub cookie: Option<CookieSpec>,
+    /// Learnt application sessions: cookie name, table size, expiry.
+    pub stick_cookie: Option<(String, usize, Duration)>,
+    /// Options in force.
+    pub options: ProxyOptions,
+    /// Connect timeout.
+    pub timeout_connect: Duration,
+    /// Server response timeout.
+    pub timeout_server: Duration,
+    /// Longest wait for a server slot.
+    pub timeout_queue: Duration,
+    /// Tunnel inactivity timeout.
+    pub timeout_tunnel: Duration,
+    /// Retries on connection failure.
+    pub retries: u32,
+    /// ACLs of the backend's rules.
+    pub acls: Vec<Acl>,
+    /// Request header rules.
+    pub request_rules: Vec<HeaderRule>,
+    /// Response header rules.
+    pub response_rules: Vec<HeaderRule>,
+    /// Error pages by status.
+    pub errorfiles: BTreeMap<u16, ErrorPage>,
+}
+
+/// A checked server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: SocketAddr,
+    /// Weight.
+    pub weight: u32,
+    /// Backup server.
+    pub backup: bool,
+    /// Concurrency limit.
+    pub maxconn: u32,
+    /// Persistence cookie value.
+    pub cookie: String,
+    /// Health-checked.
+    pub check: bool,
+}
+
+/// Validates the L7 sections: frontends (listens after them) and backends (likewise).
+pub(super) fn validate(config: &Config) -> Result<(Vec<FrontendSpec>, Vec<BackendSpec>), Failure> {
+    let defaults = &config.defaults;
+    let base = options(&ProxyOptions::default(), &defaults.options)?;
+    let frontends_in: Vec<Frontend> = config
+        .frontend
+        .iter()
+        .cloned()
+        .chain(config.listen.iter().map(|l| l.frontend()))
+        .collect();
+    let backends_in: Vec<Backend> = config
+        .backend
+        .iter()
+        .cloned()
+        .chain(config.listen.iter().map(|l| l.backend()))
+        .collect();
+    let mut backends: Vec<BackendSpec> = Vec::new();
+    for backend in &backends_in {
+        let spec = validate_backend(backend, defaults, &base)?;
+        if backends.iter().any(|b| b.name == spec.name) {
+            return fail(
+                backend.name.span(),
+                format!(
+                    "backend names must be unique, `{}` is used twice",
+                    spec.name
+                ),
+            );
+        }
+        backends.push(spec);
+    }
+    let mut frontends: Vec<FrontendSpec> = Vec::new();
+    for frontend in &frontends_in {
+        let spec = validate_frontend(frontend, defaults, &base, &backends)?;
+        if frontends.iter().any(|f| f.name == spec.name) {
+            return fail(
+                frontend.name.span(),
+                format!(
+                    "frontend names must be unique, `{}` is used twice",
+                    spec.name
+                ),
+            );
+        }
+        frontends.push(spec);
+    }
+    Ok((frontends, backends))
+}
+
+/// Applies `option` lines over `inherited`.
+fn options(inherited: &ProxyOptions, lines: &[Spanned<String>]) -> Result<ProxyOptions, Failure> {
+    let mut options = inherited.clone();
+    for line in lines {
+        let text = line.get_ref().trim();
+        let (negated, text) = match text.strip_prefix("no ") {
+            Some(rest) => (true, rest.trim()),
+            None => (false, text),
+        };
+        let mut words = text.split_whitespace();
+        let word = words.next().unwrap_or_default();
+        match word {
+            "forwardfor" if negated => options.forwardfor = None,
+            "forwardfor" => {
+                let mut forwardfor = Forwardfor {
+                    header: HeaderName::from_static("x-forwarded-for"),
+                    except: None,
+                };
+                while let Some(key) = words.next() {
+                    let value = words.next().ok_or_else(|| {
+                        (line.span(), format!("`{key}` in `{text}` needs a value"))
+                    })?;
+                    match key {
+                        "except" => {
+                            forwardfor.except = Some(parse_network(value).ok_or_else(|| {
+                                (
+                                    line.span(),
+                                    format!(
+                                        "expected a network such as 10.0.0.0/8, found `{value}`"
+                                    ),
+                                )
+                            })?);
+                        }
+                        "header" => {
+                            forwardfor.header =
+                                HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
+                                    (line.span(), format!("`{value}` is not a header name"))
+                                })?;
+                        }
+                        other => {
+                            return fail(
+                                line.span(),
+                                format!(
+                                    "unknown forwardfor argument `{other}` (known: except, header)"
+                                ),
+                            );
+                        }
+                    }
+                }
+                options.forwardfor = Some(forwardfor);
+            }
+            "http-keep-alive" | "http-server-close" | "httpclose" => {
+                options.connection = match (word, negated) {
+                    (_, true) => ConnectionMode::KeepAlive,
+                    ("http-keep-alive", false) => ConnectionMode::KeepAlive,
+                    ("http-server-close", false) => ConnectionMode::ServerClose,
+                    _ => ConnectionMode::Close,
+                };
+            }
+            "redispatch" => options.redispatch = !negated,
+            "dontlognull" => options.dontlognull = !negated,
+            // The log format of an HTTP proxy is always httplog; accepted for familiarity.
+            "httplog" => {}
+            _ => {
+                return fail(
+                    line.span(),
+                    format!(
+                        "unknown option `{text}` (known: forwardfor, http-keep-alive, \
+                         http-server-close, httpclose, redispatch, dontlognull, httplog; \
+                         `no ` before one cancels it)"
+                    ),
+                );
+            }
+        }
+        if words.next().is_some() && word != "forwardfor" {
+            return fail(line.span(), format!("option `{word}` takes no arguments"));
+        }
+    }
+    Ok(options)
+}
+
+fn parse_network(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((addr, len)) => (addr.parse().ok()?, len.parse().ok()?),
+        None => {
+            let addr: std::net::IpAddr = text.parse().ok()?;
+            (addr, if addr.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// A timeout from the section, else `[defaults]`, else `fallback`.
+fn timeout(
+    own: &Option<Spanned<String>>,
+    inherited: &Option<Spanned<String>>,
+    fallback: Duration,
+) -> Result<Duration, Failure> {
+    duration_of(if own.is_some() { own } else { inherited }, fallback)
+}
+
+/// Rejects timeouts that belong to the other side (HAProxy warns and ignores them; an
+/// error is clearer).
+fn only_timeouts(timeouts: &Timeouts, section: &str, allowed: &[&str]) -> Result<(), Failure> {
+    let all = [
+        ("connect", &timeouts.connect),
+        ("client", &timeouts.client),
+        ("server", &timeouts.server),
+        ("http_request", &timeouts.http_request),
+        ("http_keep_alive", &timeouts.http_keep_alive),
+        ("queue", &timeouts.queue),
+        ("tunnel", &timeouts.tunnel),
+    ];
+    for (name, value) in all {
+        if let Some(value) = value
+            && !allowed.contains(&name)
+        {
+            return fail(
+                value.span(),
+                format!(
+                    "`timeout.{name}` does not apply to a {section} (it takes {})",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn compile_acls(lines: &[Spanned<String>]) -> Result<Vec<Acl>, Failure> {
+    let mut acls: Vec<Acl> = Vec::new();
+    for line in lines {
+        let acl = Acl::parse(line.get_ref()).map_err(|e| (line.span(), e.0))?;
+        if acls.iter().any(|a| a.name() == acl.name()) {
+            return fail(
+                line.span(),
+                format!("ACL `{}` is defined twice", acl.name()),
+            );
+        }
+        acls.push(acl);
+    }
+    Ok(acls)
+}
+
+fn compile_rules(lines: &[Spanned<String>], acls: &[Acl]) -> Result<Vec<HeaderRule>, Failure> {
+    lines
+        .iter()
+        .map(|line| HeaderRule::parse(line.get_ref(), acls).map_err(|e| (line.span(), e)))
+        .collect()
+}
+
+/// Statuses HAProxy lets `errorfile` replace.
+const ERRORFILE_STATUSES: [u16; 11] = [200, 400, 403, 405, 408, 425, 429, 500, 502, 503, 504];
+
+fn load_errorfiles(
+    own: &[Spanned<String>],
+    inherited: &[Spanned<String>],
+) -> Result<BTreeMap<u16, ErrorPage>, Failure> {
+    let mut pages = BTreeMap::new();
+    for line in inherited.iter().chain(own) {
+        let text = line.get_ref();
+        let (code, path) = text.trim().split_once(char::is_whitespace).ok_or_else(|| {
+            (
+                line.span(),
+                format!("expected \"CODE /path/to/file\", found `{text}`"),
+            )
+        })?;
+        let code: u16 = code
+            .parse()
+            .ok()
+            .filter(|c| ERRORFILE_STATUSES.contains(c))
+            .ok_or_else(|| {
+                (
+                    line.span(),
+                    format!(
+                        "errorfile status must be one of {ERRORFILE_STATUSES:?}, found `{code}`"
+                    ),
+                )
+            })?;
+        let path = path.trim();
+        let raw = std::fs::read(path)
+            .map_err(|e| (line.span(), format!("cannot read errorfile `{path}`: {e}")))?;
+        let page = parse_error_page(&raw)
+            .map_err(|e| (line.span(), format!("errorfile `{path}`: {e}")))?;
+        pages.insert(code, page);
+    }
+    Ok(pages)
+}
+
+/// Parses a raw HTTP/1.x response (status line, headers, blank line, body), as HAProxy's
+/// error files are written.
+pub fn parse_error_page(raw: &[u8]) -> Result<ErrorPage, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(raw) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return Err("the response head does not end with an empty line".into());
+        }
+        Err(e) => return Err(format!("not an HTTP response: {e}")),
+    };
+    let status = response.code.ok_or("no status code")?;
+    let mut parsed = Vec::new();
+    for header in response.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| format!("bad header name `{}`", header.name))?;
+        // Length and framing are worked out from the body actually sent.
+        if name == hyper::header::CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| format!("bad value for header `{}`", header.name))?;
+        parsed.push((name, value));
+    }
+    Ok(ErrorPage {
+        status,
+        headers: parsed,
+        body: Bytes::copy_from_slice(&raw[head_len..]),
+    })
+}
+
+fn log_target(own: &Option<Spanned<String>>, inherited: &Option<Spanned<String>>) -> LogTarget {
+    let Some(value) = own.as_ref().or(inherited.as_ref()) else {
+        return LogTarget::Stdout;
+    };
+    match value.get_ref().as_str() {
+        "stdout" => LogTarget::Stdout,
+        "none" => LogTarget::None,
+        other => match other.strip_prefix("syslog:") {
+            Some(socket) => LogTarget::Syslog(socket.into()),
+            None => LogTarget::File(other.into()),
+        },
+    }
+}
+
+fn validate_backend(
+    backend: &Backend,
+    defaults: &ProxyDefaults,
+    base: &ProxyOptions,
+) -> Result<BackendSpec, Failure> {
+    let name = backend.name.get_ref().clone();
+    if name.is_empty() {
+        return fail(
+            backend.name.span(),
+            "backend names must not be empty".into(),
+        );
+    }
+    only_timeouts(
+        &backend.timeout,
+        "backend",
+        &["connect", "server", "queue", "tunnel"],
+    )?;
+    let balance_value = backend.balance.as_ref().or(defaults.balance.as_ref());
+    let balance = match balance_value.map(|b| b.get_ref().as_str()) {
+        None | Some("roundrobin") => Algorithm::RoundRobin,
+        Some("static-rr") => Algorithm::StaticRr,
+        Some("leastconn") => Algorithm::LeastConn,
+        Some("first") => Algorithm::First,
+        Some("source") => Algorithm::Source,
+        Some("uri") => Algorithm::Uri,
+        Some("random") => Algorithm::Random,
+        Some(other) => {
+            let span = balance_value.map(Spanned::span).unwrap_or(0..0);
+            return fail(
+                span,
+                format!(
+                    "expected roundrobin, static-rr, leastconn, first, source, uri or random, found `{other}`"
+                ),
+            );
+        }
+    };
+    if backend.servers.is_empty() {
+        return fail(
+            backend.name.span(),
+            format!("backend `{name}` has no servers"),
+        );
+    }
+    let mut servers: Vec<ServerSpec> = Vec::new();
+    for server in &backend.servers {
+        let server_name = server.name.get_ref().clone();
+        if server_name.is_empty()
+            || server_name.contains('/')
+            || servers.iter().any(|s| s.name == server_name)
+        {
+            return fail(
+                server.name.span(),
+                format!("server names must be unique in a backend, without `/`: `{server_name}`"),
+            );
+        }
+        let addr: SocketAddr = server.addr.get_ref().parse().map_err(|_| {
+            (
+                server.addr.span(),
+                format!(
+                    "expected \"address:port\", found `{}`",
+                    server.addr.get_ref()
+                ),
+            )
+        })?;
+        if server.weight > 256 {
+            return fail(
+                server.name.span(),
+                format!(
+                    "expected a weight of 0 to 256 (as HAProxy), found {}",
+                    server.weight
+                ),
+            );
+        }
+        let cookie = match &server.cookie {
+            Some(value) => {
+                let text = value.get_ref();
+                if text.is_empty()
+                    || !text
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b";,|~\"\\".contains(&b))
+                {
+                    return fail(
+                        value.span(),
+                        format!(
+                            "a cookie value is printable, without ; , | ~ quotes or backslash: `{text}`"
+                        ),
+                    );
+                }
+                text.clone()
+            }
+            None => server_name.clone(),
+        };
+        if servers.iter().any(|s| s.cookie == cookie) {
+            return fail(
+                server.name.span(),
+                format!("server cookie value `{cookie}` is used twice in backend `{name}`"),
+            );
+        }
+        servers.push(ServerSpec {
+            name: server_name,
+            addr,
+            weight: server.weight,
+            backup: server.backup,
+            maxconn: server.maxconn,
+            cookie,
+            check: server.check,
+        });
+    }
+    let check = match &backend.check {
+        Some(c) => Some(validate_check(c, servers[0].addr)?),
+        None => None,
+    };
+    let cookie = match &backend.cookie {
+        Some(line) => Some(CookieSpec::parse(line.get_ref()).map_err(|e| (line.span(), e))?),
+        None => None,
+    };
+    let stick_cookie = match &backend.stick_cookie {
+        Some(stick) => Some((
+            stick.name.get_ref().clone(),
+            stick.size.unwrap_or(100_000).max(1) as usize,
+            duration_of(&stick.expire, Duration::from_secs(30 * 60))?,
+        )),
+        None => None,
+    };
+    let acls = compile_acls(&backend.acls)?;
+    let timeout_connect = timeout(
+        &backend.timeout.connect,
+        &defaults.timeout.connect,
+        Duration::from_secs(5),
+    )?;
+    let timeout_client = timeout(&None, &defaults.timeout.client, Duration::from_secs(30))?;
+    Ok(BackendSpec {
+        balance,
+        servers,
+        check,
+        cookie,
+        stick_cookie,
+        options: options(base, &backend.options)?,
+        timeout_connect,
+        timeout_server: timeout(
+            &backend.timeout.server,
+            &defaults.timeout.server,
+            Duration::from_secs(30),
+        )?,
+        timeout_queue: timeout(
+            &backend.timeout.queue,
+            &defaults.timeout.queue,
+            timeout_connect,
+        )?,
+        timeout_tunnel: timeout(
+            &backend.timeout.tunnel,
+            &defaults.timeout.tunnel,
+            timeout_client,
+        )?,
+        retries: backend.retries.or(defaults.retries).unwrap_or(3).min(10),
+        request_rules: compile_rules(&backend.http_request, &acls)?,
+        response_rules: compile_rules(&backend.http_response, &acls)?,
+        acls,
+        errorfiles: load_errorfiles(&backend.errorfile, &[])?,
+        name,
+    })
+}
+
+fn validate_frontend(
+    frontend: &Frontend,
+    defaults: &ProxyDefaults,
+    base: &ProxyOptions,
+    backends: &[BackendSpec],
+) -> Result<FrontendSpec, Failure> {
+    let name = frontend.name.get_ref().clone();
+    if name.is_empty() {
+        return fail(
+            frontend.name.span(),
+            "frontend names must not be empty".into(),
+        );
+    }
+    only_timeouts(
+        &frontend.timeout,
+        "frontend",
+        &["client", "http_request", "http_keep_alive"],
+    )?;
+    if frontend.bind.is_empty() {
+        return fail(
+            frontend.name.span(),
+            format!("frontend `{name}` binds nothing"),
+        );
+    }
+    let mut bind = Vec::new();
+    for b in &frontend.bind {
+        bind.push(b.get_ref().parse::<SocketAddr>().map_err(|_| {
+            (
+                b.span(),
+                format!("expected \"address:port\", found `{}`", b.get_ref()),
+            )
+        })?);
+    }
+    let acls = compile_acls(&frontend.acls)?;
+    let backend_index = |name: &str, span: std::ops::Range<usize>| {
+        backends
+            .iter()
+            .position(|b| b.name == name)
+            .ok_or_else(|| (span, format!("no [[backend]] is called `{name}`")))
+    };
+    let mut rules = Vec::new();
+    for rule in &frontend.use_backend {
+        let text = rule.get_ref();
+        let (backend, condition) = text.split_once(char::is_whitespace).ok_or_else(|| {
+            (
+                rule.span(),
+                format!("expected \"backend if condition\", found `{text}`"),
+            )
+        })?;
+        let index = backend_index(backend, rule.span())?;
+        let condition = Condition::parse(condition, &acls).map_err(|e| (rule.span(), e.0))?;
+        rules.push((index, condition));
+    }
+    let default_backend = frontend
+        .default_backend
+        .as_ref()
+        .map(|b| backend_index(b.get_ref(), b.span()))
+        .transpose()?;
+    let timeout_client = timeout(
+        &frontend.timeout.client,
+        &defaults.timeout.client,
+        Duration::from_secs(30),
+    )?;
+    let timeout_http_request = timeout(
+        &frontend.timeout.http_request,
+        &defaults.timeout.http_request,
+        timeout_client,
+    )?;
+    Ok(FrontendSpec {
+        bind,
+        rules,
+        default_backend,
+        options: options(base, &frontend.options)?,
+        timeout_client,
+        timeout_http_request,
+        timeout_http_keep_alive: timeout(
+            &frontend.timeout.http_keep_alive,
+            &defaults.timeout.http_keep_alive,
+            timeout_http_request,
+        )?,
+        request_rules: compile_rules(&frontend.http_request, &acls)?,
+        response_rules: compile_rules(&frontend.http_response, &acls)?,
+        acls,
+        maxconn: frontend.maxconn.or(defaults.maxconn).unwrap_or(0),
+        errorfiles: load_errorfiles(&frontend.errorfile, &defaults.errorfile)?,
+        log: log_target(&frontend.log, &defaults.log),
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_parse_like_haproxy_files() {
+        let page = parse_error_page(
+            b"HTTP/1.0 503 Service Unavailable\r\nCache-Control: no-cache\r\nContent-Type: text/html\r\nContent-Length: 99\r\n\r\n<html>sorry</html>\n",
+        )
+        .unwrap();
+        assert_eq!(page.status, 503);
+        assert_eq!(page.headers.len(), 2, "content-length is recomputed");
+        assert_eq!(&page.body[..], b"<html>sorry</html>\n");
+        assert!(parse_error_page(b"<html>not http</html>").is_err());
+        assert!(parse_error_page(b"HTTP/1.0 503 X\r\nA: b\r\n").is_err());
+    }
+
+    #[test]
+    fn options_inherit_and_cancel() {
+        let line = |s: &str| Spanned::new(0..0, s.to_string());
+        let base = options(
+            &ProxyOptions::default(),
+            &[
+                line("redispatch"),
+                line("forwardfor except 127.0.0.0/8 header X-Client"),
+            ],
+        )
+        .unwrap();
+        assert!(base.redispatch);
+        let ff = base.forwardfor.clone().unwrap();
+        assert_eq!(ff.header, "x-client");
+        assert_eq!(ff.except, Some(("127.0.0.0".parse().unwrap(), 8)));
+        let own = options(&base, &[line("no redispatch"), line("http-server-close")]).unwrap();
+        assert!(!own.redispatch);
+        assert_eq!(own.connection, ConnectionMode::ServerClose);
+        assert!(own.forwardfor.is_some(), "inherited");
+        assert!(options(&base, &[line("bogus")]).is_err());
+        assert!(options(&base, &[line("redispatch now")]).is_err());
+        assert!(options(&base, &[line("forwardfor except nonsense")]).is_err());
+    }
+}
