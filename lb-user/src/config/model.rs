@@ -671,7 +671,12 @@ impl Listen {
             use_backend: Vec::new(),
             default_backend: Some(self.name.clone()),
             options: self.options.clone(),
-            timeout: self.timeout.clone(),
+            timeout: Timeouts {
+                client: self.timeout.client.clone(),
+                http_request: self.timeout.http_request.clone(),
+                http_keep_alive: self.timeout.http_keep_alive.clone(),
+                ..Timeouts::default()
+            },
             http_request: self.http_request.clone(),
             http_response: self.http_response.clone(),
             maxconn: self.maxconn,
@@ -692,7 +697,14 @@ impl Listen {
             cookie: self.cookie.clone(),
             stick_cookie: self.stick_cookie.clone(),
             options: self.options.clone(),
-            timeout: self.timeout.clone(),
+            timeout: Timeouts {
+                connect: self.timeout.connect.clone(),
+                server: self.timeout.server.clone(),
+                queue: self.timeout.queue.clone(),
+                // A listen's tunnels default to its own client timeout, as in HAProxy.
+                tunnel: self.timeout.tunnel.clone().or(self.timeout.client.clone()),
+                ..Timeouts::default()
+            },
             retries: self.retries,
             acls: Vec::new(),
             http_request: Vec::new(),

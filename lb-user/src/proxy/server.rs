@@ -19,7 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use http_body_util::{BodyExt as _, Full};
 use hyper::{
     HeaderMap, Request, Response, StatusCode,
     body::{Body as HttpBody, Frame, Incoming, SizeHint},
@@ -47,7 +47,7 @@ use crate::{
     health::HealthBoard,
 };
 
-type Body = BoxBody<Bytes, hyper::Error>;
+use super::upstream::Body;
 
 /// A server with its run-time state.
 struct ServerState {
@@ -309,10 +309,26 @@ async fn handle(
         progress.termination = *b"PR--";
         return finish_local(&proxy, f, None, status, progress);
     }
-    let method = request.method().as_str().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
-    let received: HeaderMap = request.headers().clone();
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (mut parts, incoming) = request.into_parts();
+    // A chunked body's first chunk is read before anything is forwarded, so a bad chunk
+    // size gets its 400 here instead of a request head half-sent to a server.
+    let body = if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        match Prepended::read_first(incoming).await {
+            Ok(body) => body.boxed(),
+            Err(_) => {
+                frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
+                progress.termination = *b"CR--";
+                return finish_local(&proxy, f, None, StatusCode::BAD_REQUEST, progress);
+            }
+        }
+    } else {
+        incoming.boxed()
+    };
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let received: HeaderMap = parts.headers.clone();
     let header_pairs: Vec<(&str, &str)> = received
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
@@ -393,8 +409,7 @@ async fn handle(
     let mut slot = Slot::take(&proxy, b, s);
 
     // Connect, retrying; the last retry may go to another server (`option redispatch`).
-    let client_upgrade = hyper::upgrade::on(&mut request);
-    let upgrade = upgrade_protocol(request.headers());
+    let upgrade = upgrade_protocol(&parts.headers);
     let reuse = backend.spec.options.connection == ConnectionMode::KeepAlive
         && frontend.spec.options.connection == ConnectionMode::KeepAlive
         && upgrade.is_none();
@@ -464,7 +479,6 @@ async fn handle(
     let _server_session = server.counters.enter();
 
     // The request as the server gets it.
-    let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
@@ -1109,5 +1123,38 @@ impl HttpBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.done(true);
+    }
+}
+
+/// A request body whose first frame was read ahead (to check it) and is given back first.
+struct Prepended {
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl Prepended {
+    /// Reads the first frame of `body`; an error means the body is malformed.
+    async fn read_first(mut body: Incoming) -> Result<Prepended, hyper::Error> {
+        let first = body.frame().await.transpose()?;
+        Ok(Prepended { first, rest: body })
+    }
+}
+
+impl HttpBody for Prepended {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
     }
 }

@@ -27,8 +27,11 @@ const READY_WAIT: Duration = Duration::from_millis(100);
 /// Idle connections kept per server at most.
 const MAX_IDLE: usize = 256;
 
+/// Request and response bodies as the proxy passes them on.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
 /// A connection ready for one request.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<Body>;
 
 /// Why no connection could be made.
 #[derive(Debug)]

@@ -1,0 +1,613 @@
+//! Netns lab: the agent as an HTTP proxy in front of recording application servers
+//! (`lb_tests::app`): cookie persistence with redispatch when the cookie's server dies,
+//! JSESSIONID stickiness, header rules and forwardfor, server connection reuse, maxconn with
+//! a FIFO queue and `timeout queue`, retries with and without redispatch, WebSocket tunnels,
+//! request smuggling refused before anything is forwarded, timeouts, error files and the
+//! access log. Needs root.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    agent::{BpfDir, RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
+    app::{Answer, AppStats, app_server, get, keepalive_exchange},
+    netns::Lab,
+    require_root,
+    topology::{balancer_with_reals, real_addr},
+    traffic::{behaviour, http_exchange, spawn_controlled_servers},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+
+const FRONTEND: &str = "10.0.1.1:8080";
+
+fn frontend() -> SocketAddr {
+    FRONTEND.parse().expect("frontend address")
+}
+
+/// Starts an app server on `realN:80` for each N in `reals`.
+fn spawn_apps(lab: &Lab, reals: &[usize]) -> Vec<Arc<AppStats>> {
+    reals
+        .iter()
+        .map(|&i| {
+            let stats = Arc::new(AppStats::default());
+            let shared = stats.clone();
+            lab.host(&format!("real{i}"))
+                .spawn(move || async move {
+                    let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
+                    app_server(
+                        listener,
+                        format!("real{i}"),
+                        shared,
+                        Duration::from_secs(120),
+                    )
+                    .await;
+                })
+                .expect("app server");
+            stats
+        })
+        .collect()
+}
+
+/// Runs `requests` over one client connection from the client host.
+fn exchange(lab: &Lab, requests: Vec<Vec<u8>>) -> Vec<Answer> {
+    lab.host("client")
+        .spawn(move || async move { keepalive_exchange(frontend(), &requests).await })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("answers")
+}
+
+fn one(lab: &Lab, request: Vec<u8>) -> Answer {
+    exchange(lab, vec![request]).remove(0)
+}
+
+fn start(lab: &Lab, body: &str) -> (RunningAgent, BpfDir) {
+    let bpf_dir = unique_bpf_dir();
+    let config = format!("[global]\nbpf_dir = \"{}\"\n\n{body}", bpf_dir.display());
+    let agent = RunningAgent::start(lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    // The listener is up once a connection is accepted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab
+        .host("client")
+        .spawn(|| async { TcpStream::connect(frontend()).await.map(|_| ()) })
+        .expect("probe")
+        .join()
+        .expect("probe thread")
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the frontend never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (agent, bpf_dir)
+}
+
+fn servers(reals: &[usize], extra: &str) -> String {
+    let list: Vec<String> = reals
+        .iter()
+        .map(|i| {
+            format!(
+                "{{ name = \"web{i}\", addr = \"{}:80\"{extra} }}",
+                real_addr(*i)
+            )
+        })
+        .collect();
+    format!("servers = [{}]\n", list.join(", "))
+}
+
+/// Warms the lab's neighbour entries so the first connections are not delayed by a second.
+fn warm_up(lab: &Lab, reals: &[usize]) {
+    let addrs: Vec<String> = reals.iter().map(|i| real_addr(*i)).collect();
+    lab.host("lb")
+        .spawn(move || async move {
+            for addr in addrs {
+                let _ = TcpStream::connect((addr.as_str(), 80)).await;
+            }
+        })
+        .expect("warm up")
+        .join()
+        .expect("warm up");
+}
+
+#[test]
+fn cookie_insert_sticks_and_moves_when_its_server_dies() {
+    require_root();
+    let lab = balancer_with_reals("l7cookie", 3).build().expect("lab");
+    let modes = spawn_controlled_servers(&lab, &["real1", "real2"], Duration::from_secs(120))
+        .expect("servers");
+    warm_up(&lab, &[1, 2]);
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ndefault_backend = \"app\"\n\n\
+             [[backend]]\nname = \"app\"\ncookie = \"SRV insert indirect nocache httponly\"\n{}\
+             check = {{ kind = \"http\", path = \"/\", inter = \"200ms\", timeout = \"150ms\", rise = 1, fall = 2 }}\n",
+            servers(&[1, 2], "")
+        ),
+    );
+    let status = lb::agent::health_status_path(&bpf_dir);
+    for s in ["web1", "web2"] {
+        wait_for_checked_up(&status, s, Duration::from_secs(5)).expect("up");
+    }
+    let first = one(&lab, get("/", ""));
+    assert_eq!(first.status, 200);
+    let set = first
+        .header("set-cookie")
+        .expect("a persistence cookie")
+        .to_string();
+    assert!(set.ends_with("; path=/; HttpOnly"), "{set}");
+    assert_eq!(first.header("cache-control"), Some("private"), "nocache");
+    let pinned = first.body.clone();
+    let cookie = set.split(';').next().expect("pair").to_string();
+    assert_eq!(cookie, format!("SRV=web{}", &pinned[4..]));
+    // Every request with the cookie goes to its server, and needs no new cookie.
+    let answers = exchange(
+        &lab,
+        (0..6)
+            .map(|_| get("/", &format!("Cookie: {cookie}\r\n")))
+            .collect(),
+    );
+    for answer in &answers {
+        assert_eq!(answer.body, pinned);
+        assert_eq!(answer.header("set-cookie"), None);
+    }
+    // Its server dies: the cookie is ignored and a new one names the other server.
+    let index = if pinned == "real1" { 0 } else { 1 };
+    modes[index].store(behaviour::DEAD, Ordering::Relaxed);
+    let name = format!("web{}", index + 1);
+    wait_for_health(&status, &name, "DOWN", Duration::from_secs(3)).expect("down");
+    let moved = one(&lab, get("/", &format!("Cookie: {cookie}\r\n")));
+    assert_eq!(moved.status, 200);
+    assert_ne!(moved.body, pinned);
+    let new_cookie = moved.header("set-cookie").expect("a new cookie");
+    assert!(
+        new_cookie.starts_with(&format!("SRV=web{}", 2 - index)),
+        "{new_cookie}"
+    );
+}
+
+#[test]
+fn learnt_jsessionid_keeps_a_session_on_its_server() {
+    require_root();
+    let lab = balancer_with_reals("l7jsess", 2).build().expect("lab");
+    let apps = spawn_apps(&lab, &[1, 2]);
+    warm_up(&lab, &[1, 2]);
+    let (_agent, _dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"tomcat\"\nbind = [\"{FRONTEND}\"]\nbalance = \"roundrobin\"\n\
+             stick_cookie = {{ name = \"JSESSIONID\", size = 1000, expire = \"10m\" }}\n{}",
+            servers(&[1, 2], "")
+        ),
+    );
+    let login = one(&lab, get("/login", ""));
+    let session = login
+        .header("set-cookie")
+        .and_then(|v| v.split(';').next())
+        .expect("the application's session cookie")
+        .to_string();
+    let owner = login.body.clone();
+    // Without the session, round robin alternates; with it, every request stays.
+    let plain: Vec<String> = exchange(&lab, (0..4).map(|_| get("/", "")).collect())
+        .into_iter()
+        .map(|a| a.body)
+        .collect();
+    assert!(plain.contains(&"real1".to_string()) && plain.contains(&"real2".to_string()));
+    for answer in exchange(
+        &lab,
+        (0..6)
+            .map(|_| get("/", &format!("Cookie: {session}\r\n")))
+            .collect(),
+    ) {
+        assert_eq!(answer.body, owner);
+    }
+    assert!(apps.iter().all(|a| a.requests() > 0));
+}
+
+#[test]
+fn header_rules_forwardfor_and_server_connection_reuse() {
+    require_root();
+    let lab = balancer_with_reals("l7hdr", 1).build().expect("lab");
+    let apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let warm_up_connections = apps[0].connections();
+    let (_agent, _dir) = start(
+        &lab,
+        &format!(
+            "[defaults]\noptions = [\"forwardfor header X-Real-IP\"]\n\n\
+             [[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ndefault_backend = \"app\"\n\
+             acls = [\"is_api path_beg /api\"]\n\
+             http_request = [\"set-header X-Forwarded-Proto http\", \"set-header Host %[req.hdr(host)]\", \
+             \"del-header X-Debug\", \"add-header X-Api yes if is_api\"]\n\
+             http_response = [\"set-header X-Served-By %[be_name]/%[srv_name]\", \"set-header X-NGINX NGINX-LB\"]\n\n\
+             [[backend]]\nname = \"app\"\n{}",
+            servers(&[1], "")
+        ),
+    );
+    let answers = exchange(
+        &lab,
+        vec![
+            get("/head", "X-Debug: 1\r\n"),
+            get("/api/head", ""),
+            get("/head", ""),
+        ],
+    );
+    let head = answers[0].body.to_ascii_lowercase();
+    assert!(head.contains("x-real-ip: 10.0.1.2"), "{head}");
+    assert!(head.contains("x-forwarded-proto: http"), "{head}");
+    assert!(head.contains("host: shop.example"), "{head}");
+    assert!(!head.contains("x-debug"), "{head}");
+    assert!(!head.contains("x-api"), "{head}");
+    assert_eq!(answers[0].header("x-served-by"), Some("app/web1"));
+    assert_eq!(answers[0].header("x-nginx"), Some("NGINX-LB"));
+    assert!(answers[1].body.to_ascii_lowercase().contains("x-api: yes"));
+    // Two more clients, one request each: all six requests share server connections.
+    for _ in 0..2 {
+        assert_eq!(one(&lab, get("/", "")).status, 200);
+    }
+    assert_eq!(apps[0].requests(), 5);
+    // Reuse is opportunistic (a request arriving while the only idle connection is still
+    // finishing its previous response opens another), so allow one extra on a loaded machine.
+    let opened = apps[0].connections() - warm_up_connections;
+    assert!(
+        opened <= 2,
+        "{opened} server connections for 5 requests: the proxy does not reuse them"
+    );
+}
+
+#[test]
+fn maxconn_queues_in_order_and_times_out() {
+    require_root();
+    let lab = balancer_with_reals("l7queue", 1).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\ntimeout = {{ queue = \"700ms\" }}\n{}",
+            servers(&[1], ", maxconn = 1")
+        ),
+    );
+    // Three requests at once to a server taking one at a time, 500 ms each: the first is
+    // served at once, the second after ~500 ms in the queue (under 700), the third would
+    // wait ~1000 ms and gets 503 at 700.
+    let results = lab
+        .host("client")
+        .spawn(|| async {
+            let mut tasks = Vec::new();
+            for i in 0..3u64 {
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50 * i)).await;
+                    let started = Instant::now();
+                    let answer = keepalive_exchange(frontend(), &[get("/slow", "")]).await;
+                    (answer.map(|mut a| a.remove(0).status), started.elapsed())
+                }));
+            }
+            let mut out = Vec::new();
+            for task in tasks {
+                out.push(task.await.expect("task"));
+            }
+            out
+        })
+        .expect("clients")
+        .join()
+        .expect("client thread");
+    let statuses: Vec<u16> = results
+        .iter()
+        .map(|(s, _)| *s.as_ref().expect("an answer"))
+        .collect();
+    assert_eq!(statuses, [200, 200, 503], "{results:?}");
+    assert!(results[1].1 >= Duration::from_millis(400), "{results:?}");
+    assert!(
+        results[2].1 >= Duration::from_millis(600) && results[2].1 < Duration::from_millis(1000),
+        "{results:?}"
+    );
+    let socket = lb::admin::socket_path(&bpf_dir);
+    let stats = lab
+        .host("lb")
+        .spawn(move || async move { lb::admin::request(&socket, "show stat").await })
+        .expect("stat")
+        .join()
+        .expect("stat thread")
+        .expect("show stat");
+    let backend = stats
+        .lines()
+        .find(|l| l.starts_with("app/BACKEND"))
+        .expect("backend line");
+    let columns: Vec<&str> = backend.split_whitespace().collect();
+    assert_eq!(columns[16], "2", "queue max: {stats}");
+    assert_eq!(columns[17], "1", "denied: {stats}");
+}
+
+#[test]
+fn retries_go_to_another_server_only_with_redispatch() {
+    require_root();
+    let lab = balancer_with_reals("l7retry", 2).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[2]);
+    warm_up(&lab, &[1, 2]);
+    // web1 has nothing listening: connections are refused. `first` always picks it.
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\nacls = [\"strict path_beg /strict\"]\n\
+             use_backend = [\"strict if strict\"]\ndefault_backend = \"lenient\"\n\n\
+             [[backend]]\nname = \"lenient\"\nbalance = \"first\"\nretries = 2\noptions = [\"redispatch\"]\n{}\n\
+             [[backend]]\nname = \"strict\"\nbalance = \"first\"\nretries = 2\n{}",
+            servers(&[1, 2], ""),
+            servers(&[1, 2], "")
+        ),
+    );
+    let lenient = one(&lab, get("/", ""));
+    assert_eq!((lenient.status, lenient.body.as_str()), (200, "real2"));
+    let strict = one(&lab, get("/strict", ""));
+    assert_eq!(
+        strict.status, 503,
+        "without redispatch every retry stays on web1"
+    );
+    let socket = lb::admin::socket_path(&bpf_dir);
+    let stats = lab
+        .host("lb")
+        .spawn(move || async move { lb::admin::request(&socket, "show stat").await })
+        .expect("stat")
+        .join()
+        .expect("stat thread")
+        .expect("show stat");
+    let column = |name: &str, index: usize| -> String {
+        stats
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().nth(index).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    // conn errors, retries, redispatches: lenient 2/2/1, strict 3/2/0.
+    assert_eq!(
+        [
+            column("lenient/BACKEND", 12),
+            column("lenient/BACKEND", 13),
+            column("lenient/BACKEND", 14)
+        ],
+        ["2", "2", "1"],
+        "{stats}"
+    );
+    assert_eq!(
+        [
+            column("strict/BACKEND", 12),
+            column("strict/BACKEND", 13),
+            column("strict/BACKEND", 14)
+        ],
+        ["3", "2", "0"],
+        "{stats}"
+    );
+}
+
+#[test]
+fn websocket_upgrade_becomes_a_tunnel() {
+    require_root();
+    let lab = balancer_with_reals("l7ws", 1).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let (_agent, _dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"ws\"\nbind = [\"{FRONTEND}\"]\ntimeout = {{ tunnel = \"2s\" }}\n{}",
+            servers(&[1], "")
+        ),
+    );
+    let echoed = lab
+        .host("client")
+        .spawn(|| async {
+            let mut stream = TcpStream::connect(frontend()).await?;
+            stream
+                .write_all(
+                    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+                )
+                .await?;
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await?;
+                head.push(byte[0]);
+            }
+            let mut echoed = Vec::new();
+            for word in [&b"ping"[..], b"pong-pong"] {
+                stream.write_all(word).await?;
+                let mut back = vec![0u8; word.len()];
+                stream.read_exact(&mut back).await?;
+                echoed.push(String::from_utf8_lossy(&back).into_owned());
+            }
+            anyhow::Ok((String::from_utf8_lossy(&head).into_owned(), echoed))
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("tunnel");
+    assert!(echoed.0.starts_with("HTTP/1.1 101"), "{}", echoed.0);
+    assert!(
+        echoed.0.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{}",
+        echoed.0
+    );
+    assert_eq!(echoed.1, ["ping", "pong-pong"]);
+}
+
+#[test]
+fn smuggling_vectors_get_400_and_reach_no_server() {
+    require_root();
+    let lab = balancer_with_reals("l7smug", 1).build().expect("lab");
+    let apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let (_agent, _dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\n{}",
+            servers(&[1], "")
+        ),
+    );
+    let vectors: [(&str, &[u8]); 6] = [
+        (
+            "two different Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "a header name with a space",
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n",
+        ),
+        (
+            "a bad chunk size",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "a coding other than chunked last",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "a control character in a value",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+        ),
+    ];
+    for (what, raw) in vectors {
+        let raw = raw.to_vec();
+        let (status, _) = lab
+            .host("client")
+            .spawn(move || async move { http_exchange(frontend(), &raw).await })
+            .expect("client")
+            .join()
+            .expect("client thread")
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        assert_eq!(status, 400, "{what}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let heads = apps[0].heads.lock().expect("heads").clone();
+    assert!(heads.is_empty(), "forwarded: {heads:?}");
+    // A well-formed chunked request still goes through.
+    let ok = one(
+        &lab,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            .to_vec(),
+    );
+    assert_eq!(ok.status, 200);
+    // Both Content-Length and Transfer-Encoding: the parser (hyper) lets Transfer-Encoding
+    // win and drops Content-Length (RFC 9112 section 6.3), so the server gets one framing.
+    let both = one(
+        &lab,
+        b"POST /head HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+    );
+    assert_eq!(both.status, 200);
+    let seen = both.body.to_ascii_lowercase();
+    assert!(!seen.contains("content-length"), "{seen}");
+    assert!(seen.contains("transfer-encoding: chunked"), "{seen}");
+}
+
+#[test]
+fn timeouts_errorfile_and_access_log() {
+    require_root();
+    let lab = balancer_with_reals("l7time", 2).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1, 2]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let errorfile = dir.path().join("503.http");
+    std::fs::write(
+        &errorfile,
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nX-Maintenance: yes\r\n\r\nback soon\n",
+    )
+    .expect("errorfile");
+    let log = dir.path().join("access.log");
+    let (_agent, _bpf) = start(
+        &lab,
+        &format!(
+            "[defaults]\nlog = \"{}\"\nerrorfile = [\"503 {}\"]\n\n\
+             [[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ntimeout = {{ http_request = \"300ms\" }}\n\
+             acls = [\"slow path_beg /slow\", \"gone path_beg /gone\"]\n\
+             use_backend = [\"slow if slow\", \"gone if gone\"]\ndefault_backend = \"app\"\n\n\
+             [[backend]]\nname = \"app\"\n{}\n\
+             [[backend]]\nname = \"slow\"\ntimeout = {{ server = \"200ms\" }}\n{}\n\
+             [[backend]]\nname = \"gone\"\nretries = 0\nservers = [{{ name = \"none\", addr = \"{}:80\" }}]\n",
+            log.display(),
+            errorfile.display(),
+            servers(&[1], ""),
+            servers(&[1], ""),
+            real_addr(2)
+        ),
+    );
+    assert_eq!(one(&lab, get("/", "")).status, 200);
+    // A server slower than `timeout server`: 504.
+    assert_eq!(one(&lab, get("/slow", "")).status, 504);
+    // No server answers: the errorfile, as written.
+    let gone = one(&lab, get("/gone", ""));
+    assert_eq!(gone.status, 503);
+    assert_eq!(gone.header("x-maintenance"), Some("yes"));
+    assert_eq!(gone.body, "back soon\n");
+    // A client that sends half a request head and stops: cut off after `timeout
+    // http_request`, never forwarded.
+    let slowloris = lab
+        .host("client")
+        .spawn(|| async {
+            let mut stream = TcpStream::connect(frontend()).await?;
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await?;
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+            anyhow::Ok((
+                started.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            ))
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("slowloris");
+    assert!(
+        slowloris.0 >= Duration::from_millis(250) && slowloris.0 < Duration::from_secs(2),
+        "{slowloris:?}"
+    );
+    assert!(
+        slowloris.1.is_empty() || slowloris.1.starts_with("HTTP/1.1 408"),
+        "{slowloris:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = std::fs::read_to_string(&log).expect("access log");
+    let ok_line = lines
+        .lines()
+        .find(|l| l.contains(" app/web1 "))
+        .unwrap_or_else(|| panic!("no app line in {lines}"));
+    // 10.0.1.2:PORT [DD/Mon/YYYY:HH:MM:SS.mmm] www app/web1 TR/Tw/Tc/Tr/Ta 200 BYTES - - ---- ...
+    let fields: Vec<&str> = ok_line.split_whitespace().collect();
+    assert!(fields[0].starts_with("10.0.1.2:"), "{ok_line}");
+    assert!(
+        fields[1].starts_with('[') && fields[1].len() == 26,
+        "{ok_line}"
+    );
+    assert_eq!(fields[2], "www");
+    assert_eq!(fields[4].split('/').count(), 5, "{ok_line}");
+    assert_eq!(fields[5], "200");
+    assert_eq!(fields[6], "5", "bytes of `real1`");
+    assert_eq!(fields[9], "----");
+    assert!(ok_line.ends_with("\"GET / HTTP/1.1\""), "{ok_line}");
+    let timeout_line = lines
+        .lines()
+        .find(|l| l.contains(" slow/web1 "))
+        .expect("a slow line");
+    assert!(
+        timeout_line.contains(" 504 ") && timeout_line.contains(" sH-- "),
+        "{timeout_line}"
+    );
+    let gone_line = lines
+        .lines()
+        .find(|l| l.contains(" gone/none "))
+        .expect("a gone line");
+    assert!(
+        gone_line.contains(" 503 ") && gone_line.contains(" SC-- "),
+        "{gone_line}"
+    );
+}
