@@ -123,7 +123,14 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config, xdp_mode } => {
             let loaded = config::load_file(&config)?;
-            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if loaded.global.threads > 0 {
+                builder.worker_threads(loaded.global.threads);
+            }
+            let runtime = builder
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
             runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
                 lb::agent::run(loaded, xdp_mode, shutdown).await?;

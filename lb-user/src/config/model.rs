@@ -95,6 +95,9 @@ pub struct Global {
     /// TUN mode outer source addresses (IPv6, prefix of at least /96).
     #[serde(default = "default_tunnel_source_v6")]
     pub tunnel_source_v6: Spanned<String>,
+    /// Worker threads of the agent (HAProxy `nbthread`; 0, the default: one per CPU).
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl Default for Global {
@@ -110,6 +113,7 @@ impl Default for Global {
             tunnel_mtu: default_tunnel_mtu(),
             tunnel_source_v4: default_tunnel_source_v4(),
             tunnel_source_v6: default_tunnel_source_v6(),
+            threads: 0,
         }
     }
 }

@@ -252,11 +252,13 @@ fn main() -> anyhow::Result<()> {
         Some("l4-packet") => l4_per_packet(),
         Some("l4-e2e") => e2e::l4_end_to_end(),
         Some("failover") => failover::failover(),
+        Some("l7") => l7::l7(),
         Some(other) => {
-            bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover)")
+            bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover, l7)")
         }
     }
 }
 
 mod e2e;
 mod failover;
+mod l7;

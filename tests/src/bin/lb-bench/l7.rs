@@ -1,0 +1,424 @@
+//! `cargo xtask bench l7`: lb's HTTP proxy next to HAProxy (`nbthread 1`) and nginx
+//! (`worker_processes 1`) in the same lab, one after another, with the same backend (nginx on
+//! real1) and the same client (wrk on the client host). Per load: requests per second,
+//! p50/p99 latency, CPU seconds the proxy process spent per 100,000 requests, and its RSS;
+//! then the memory of idle keep-alive connections. Each figure also as a ratio to HAProxy's.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use lb_tests::{
+    agent::{lb_binary, unique_bpf_dir},
+    netns::Lab,
+    topology::{balancer_with_reals, real_addr},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+const FRONTEND: &str = "10.0.1.1:8080";
+const SECONDS: u32 = 8;
+const CONNECTIONS: u32 = 50;
+/// Idle connections held open for the memory row. HAProxy's maxconn must stay under this
+/// machine's file limit (20,000; HAProxy needs two per connection plus spares).
+const IDLE: usize = 5000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proxy {
+    Lb,
+    Haproxy,
+    Nginx,
+}
+
+impl Proxy {
+    fn name(self) -> &'static str {
+        match self {
+            Proxy::Lb => "lb",
+            Proxy::Haproxy => "haproxy",
+            Proxy::Nginx => "nginx",
+        }
+    }
+}
+
+struct Load {
+    name: &'static str,
+    path: &'static str,
+    close: bool,
+}
+
+const LOADS: [Load; 3] = [
+    Load {
+        name: "small, keep-alive",
+        path: "/",
+        close: false,
+    },
+    Load {
+        name: "small, Connection: close",
+        path: "/",
+        close: true,
+    },
+    Load {
+        name: "64 KiB, keep-alive",
+        path: "/64k",
+        close: false,
+    },
+];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_per_100k: f64,
+    rss_mib: f64,
+}
+
+/// CPU seconds (user + system) of `pid` and its children.
+fn tree_cpu(pid: u32) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for p in tree(pid) {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .with_context(|| format!("reading /proc/{p}/stat"))?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let utime: f64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0.0);
+        let stime: f64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0.0);
+        total += (utime + stime) / 100.0;
+    }
+    Ok(total)
+}
+
+/// Resident memory of `pid` and its children, MiB.
+fn tree_rss(pid: u32) -> f64 {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        / 1024.0
+}
+
+fn tree(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        pids.extend(tree(child));
+    }
+    pids
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The backend: nginx on real1 answering `/` with a short text and `/64k` with 64 KiB.
+fn start_backend(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("64k"), vec![b'x'; 65536])?;
+    let config = format!(
+        "worker_processes 2;\npid {dir}/backend.pid;\nerror_log {dir}/backend-error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n access_log off;\n keepalive_requests 1000000;\n keepalive_timeout 60s;\n\
+         client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
+         uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
+         server {{\n  listen {}:80;\n  location = / {{ return 200 \"hello from the backend\\n\"; }}\n\
+         location = /64k {{ root {dir}; }}\n }}\n}}\n",
+        real_addr(1),
+        dir = dir.display()
+    );
+    let file = write(dir, "backend.conf", &config)?;
+    let mut command = lab.host("real1").command("nginx")?;
+    command
+        .args(["-g", "daemon off;", "-c"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    lab.start(command)
+        .context("starting nginx (run `cargo xtask setup`)")?;
+    Ok(())
+}
+
+/// Starts `proxy` on the balancer; returns its pid.
+fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<u32> {
+    let backend = format!("{}:80", real_addr(1));
+    let mut command = match proxy {
+        Proxy::Lb => {
+            let bpf_dir = unique_bpf_dir();
+            let config = format!(
+                "[global]\nbpf_dir = \"{}\"\nthreads = 1\n\n[defaults]\nlog = \"none\"\nmaxconn = 9000\n\n\
+                 [[listen]]\nname = \"bench\"\nbind = [\"{FRONTEND}\"]\n\
+                 servers = [{{ name = \"b1\", addr = \"{backend}\" }}]\n",
+                bpf_dir.display()
+            );
+            // The pins go with the lab; keep the guard's directory for the agent's lifetime.
+            std::mem::forget(bpf_dir);
+            let file = write(dir, "lb.toml", &config)?;
+            let mut command = lab.host("lb").command(lb_binary()?)?;
+            command.arg("run").arg("-c").arg(file);
+            command
+        }
+        Proxy::Haproxy => {
+            let config = format!(
+                "global\n  nbthread 1\n  maxconn 9000\ndefaults\n  mode http\n  timeout connect 5s\n  \
+                 timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
+                 frontend fe\n  bind {FRONTEND}\n  default_backend be\nbackend be\n  server b1 {backend}\n"
+            );
+            let file = write(dir, "haproxy.cfg", &config)?;
+            let mut command = lab.host("lb").command("haproxy")?;
+            command.arg("-db").arg("-f").arg(file);
+            command
+        }
+        Proxy::Nginx => {
+            let config = format!(
+                "worker_processes 1;\npid {dir}/proxy.pid;\nerror_log {dir}/proxy-error.log;\n\
+                 worker_rlimit_nofile 20000;\nevents {{ worker_connections 9000; }}\n\
+                 http {{\n access_log off;\n keepalive_requests 1000000;\n keepalive_timeout 60s;\n\
+                 client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
+                 uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
+                 upstream be {{ server {backend}; keepalive 64; }}\n\
+                 server {{\n  listen {FRONTEND};\n  location / {{ proxy_pass http://be; \
+                 proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n",
+                dir = dir.display()
+            );
+            let file = write(dir, "nginx-proxy.conf", &config)?;
+            let mut command = lab.host("lb").command("nginx")?;
+            command.args(["-g", "daemon off;", "-c"]).arg(file);
+            command
+        }
+    };
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let pid = lab
+        .start(command)
+        .with_context(|| format!("starting {}", proxy.name()))?;
+    // Ready once it answers.
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let answered = lab
+            .host("client")
+            .spawn(|| async { get_once(FRONTEND.parse().expect("addr")).await })?
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe panicked"))?;
+        if answered.is_ok() {
+            return Ok(pid);
+        }
+    }
+    bail!("{} never answered on {FRONTEND}", proxy.name())
+}
+
+async fn get_once(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    ensure!(answer.starts_with(b"HTTP/1.1 200"), "not a 200");
+    Ok(())
+}
+
+/// Runs wrk from the client; returns (requests, requests/s, p50 ms, p99 ms).
+fn wrk(lab: &Lab, load: &Load, seconds: u32) -> anyhow::Result<(f64, f64, f64, f64)> {
+    let mut command = lab.host("client").command("wrk")?;
+    command.args([
+        "-t1".to_string(),
+        format!("-c{CONNECTIONS}"),
+        format!("-d{seconds}s"),
+        "--latency".to_string(),
+    ]);
+    if load.close {
+        command.args(["-H", "Connection: close"]);
+    }
+    command.arg(format!("http://{FRONTEND}{}", load.path));
+    let output = command
+        .output()
+        .context("running wrk (run `cargo xtask setup`)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "wrk failed: {text}");
+    ensure!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk saw errors: {text}"
+    );
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no request count in {text}"))?;
+    let rps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no Requests/sec in {text}"))?;
+    let percentile = |p: &str| -> anyhow::Result<f64> {
+        let value = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(p))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .with_context(|| format!("no {p} latency in {text}"))?;
+        let (number, unit) = value.split_at(
+            value
+                .find(|c: char| c.is_alphabetic())
+                .unwrap_or(value.len()),
+        );
+        let number: f64 = number.parse()?;
+        Ok(match unit {
+            "us" => number / 1000.0,
+            "ms" => number,
+            "s" => number * 1000.0,
+            other => bail!("latency unit `{other}`"),
+        })
+    };
+    Ok((requests, rps, percentile("50%")?, percentile("99%")?))
+}
+
+/// Opens `count` connections, sends a request on each and keeps them open; returns the
+/// proxy's RSS growth per connection in KiB.
+fn idle_memory(lab: &Lab, pid: u32, count: usize) -> anyhow::Result<f64> {
+    let before = tree_rss(pid);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = lab.host("client").spawn(move || async move {
+        let mut streams = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut stream = TcpStream::connect(FRONTEND).await?;
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                .await?;
+            streams.push(stream);
+        }
+        for stream in &mut streams {
+            let mut buffer = [0u8; 512];
+            let _ = stream.read(&mut buffer).await?;
+        }
+        let _ = ready_tx.send(());
+        let _ = release_rx.await;
+        anyhow::Ok(())
+    })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("idle connections were not all answered")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let after = tree_rss(pid);
+    let _ = release_tx.send(());
+    client
+        .join()
+        .map_err(|_| anyhow::anyhow!("idle client panicked"))??;
+    Ok((after - before) * 1024.0 / count as f64)
+}
+
+fn measure(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<(Vec<Figures>, f64)> {
+    let pid = start_proxy(lab, proxy, dir)?;
+    // Warm-up: connections, pools, caches.
+    wrk(lab, &LOADS[0], 2)?;
+    let idle = idle_memory(lab, pid, IDLE)?;
+    let mut rows = Vec::new();
+    for load in &LOADS {
+        let cpu = tree_cpu(pid)?;
+        let (requests, rps, p50, p99) = wrk(lab, load, SECONDS)?;
+        let spent = tree_cpu(pid)? - cpu;
+        rows.push(Figures {
+            rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            cpu_per_100k: spent * 100_000.0 / requests,
+            rss_mib: tree_rss(pid),
+        });
+    }
+    // Stop it: the next proxy binds the same address.
+    // SAFETY: plain kill(2) of a child this lab started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((rows, idle))
+}
+
+pub fn l7() -> anyhow::Result<()> {
+    for tool in ["wrk", "haproxy", "nginx"] {
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            bail!("{tool} is missing: run `cargo xtask setup`");
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let lab = balancer_with_reals("l7bench", 1).build()?;
+    start_backend(&lab, dir.path())?;
+    let proxies = [Proxy::Lb, Proxy::Haproxy, Proxy::Nginx];
+    let mut results = Vec::new();
+    for proxy in proxies {
+        results.push(measure(&lab, proxy, dir.path())?);
+    }
+    let haproxy = &results[1];
+    println!(
+        "l7: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s from the client host; one backend (nginx); proxies with one thread"
+    );
+    println!(
+        "{:<26} {:<8} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>10} {:>6} {:>8} {:>6}",
+        "load",
+        "proxy",
+        "req/s",
+        "/ha",
+        "p50 ms",
+        "/ha",
+        "p99 ms",
+        "/ha",
+        "CPU-s/100k",
+        "/ha",
+        "RSS MiB",
+        "/ha"
+    );
+    for (l, load) in LOADS.iter().enumerate() {
+        for (p, proxy) in proxies.iter().enumerate() {
+            let f = results[p].0[l];
+            let h = haproxy.0[l];
+            println!(
+                "{:<26} {:<8} {:>9.0} {:>6.2} {:>8.2} {:>6.2} {:>8.2} {:>6.2} {:>10.2} {:>6.2} {:>8.1} {:>6.2}",
+                load.name,
+                proxy.name(),
+                f.rps,
+                f.rps / h.rps,
+                f.p50_ms,
+                f.p50_ms / h.p50_ms,
+                f.p99_ms,
+                f.p99_ms / h.p99_ms,
+                f.cpu_per_100k,
+                f.cpu_per_100k / h.cpu_per_100k,
+                f.rss_mib,
+                f.rss_mib / h.rss_mib
+            );
+        }
+    }
+    println!();
+    println!("{IDLE} idle keep-alive connections (one request answered on each, then held):");
+    for (p, proxy) in proxies.iter().enumerate() {
+        println!(
+            "{:<8} {:>8.1} KiB per connection   / haproxy {:>5.2}",
+            proxy.name(),
+            results[p].1,
+            results[p].1 / haproxy.1
+        );
+    }
+    println!(
+        "targets: CPU per request and p99 no worse than HAProxy's; memory per idle connection no more"
+    );
+    Ok(())
+}
