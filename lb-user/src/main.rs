@@ -123,8 +123,13 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config, xdp_mode } => {
             let loaded = config::load_file(&config)?;
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if loaded.global.threads > 0 {
+            // One thread: a current-thread runtime, with no cross-thread scheduling to pay for
+            // (HAProxy's `nbthread 1` is one event loop too).
+            let mut builder = match loaded.global.threads {
+                1 => tokio::runtime::Builder::new_current_thread(),
+                _ => tokio::runtime::Builder::new_multi_thread(),
+            };
+            if loaded.global.threads > 1 {
                 builder.worker_threads(loaded.global.threads);
             }
             let runtime = builder

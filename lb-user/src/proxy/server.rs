@@ -74,6 +74,10 @@ struct BackendState {
 /// A frontend with its run-time state.
 struct FrontendState {
     spec: FrontendSpec,
+    /// Some ACL (here or in a backend) reads headers: requests keep a copy of theirs.
+    uses_acls: bool,
+    /// Some header rule may read the request as received.
+    uses_vars: bool,
     counters: Counters,
     logger: Logger,
 }
@@ -154,7 +158,7 @@ pub fn spawn(
     board_base: usize,
     board: watch::Receiver<HealthBoard>,
 ) -> std::io::Result<(tokio::task::JoinSet<()>, Arc<Proxy>)> {
-    let backends = backends
+    let backends: Vec<BackendState> = backends
         .into_iter()
         .enumerate()
         .map(|(i, spec)| BackendState {
@@ -179,6 +183,8 @@ pub fn spawn(
             counters: Counters::default(),
         })
         .collect();
+    let backend_specs: Vec<&BackendSpec> =
+        backends.iter().map(|b: &BackendState| &b.spec).collect();
     let mut loggers: Vec<(crate::config::LogTarget, Logger)> = Vec::new();
     let mut states = Vec::new();
     for spec in frontends {
@@ -190,7 +196,15 @@ pub fn spawn(
                 logger
             }
         };
+        let uses_acls = !spec.acls.is_empty() || backend_specs.iter().any(|b| !b.acls.is_empty());
+        let uses_vars = !spec.request_rules.is_empty()
+            || !spec.response_rules.is_empty()
+            || backend_specs
+                .iter()
+                .any(|b| !b.request_rules.is_empty() || !b.response_rules.is_empty());
         states.push(FrontendState {
+            uses_acls,
+            uses_vars,
             spec,
             counters: Counters::default(),
             logger,
@@ -264,14 +278,17 @@ struct Progress {
     client: SocketAddr,
     accepted: SystemTime,
     started: Instant,
-    backend: String,
-    server: String,
+    /// Backend index once routed.
+    backend: Option<usize>,
+    /// Server index once chosen.
+    server: Option<usize>,
     t_queue: i64,
     t_connect: i64,
     t_response: i64,
     termination: [u8; 4],
     retries: u32,
-    request_line: String,
+    /// Only built when a log line will be written.
+    request_line: Option<String>,
 }
 
 fn millis(since: Instant) -> i64 {
@@ -290,19 +307,21 @@ async fn handle(
         client,
         accepted: SystemTime::now(),
         started: Instant::now(),
-        backend: frontend.spec.name.clone(),
-        server: "<NOSRV>".into(),
+        backend: None,
+        server: None,
         t_queue: -1,
         t_connect: -1,
         t_response: -1,
         termination: *b"----",
         retries: 0,
-        request_line: format!(
-            "{} {} {:?}",
-            request.method(),
-            request.uri(),
-            request.version()
-        ),
+        request_line: (!frontend.logger.is_off()).then(|| {
+            format!(
+                "{} {} {:?}",
+                request.method(),
+                request.uri(),
+                request.version()
+            )
+        }),
     };
     if let Some(status) = smuggling_risk(request.headers()) {
         frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
@@ -328,16 +347,30 @@ async fn handle(
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
-    let received: HeaderMap = parts.headers.clone();
-    let header_pairs: Vec<(&str, &str)> = received
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-        .collect();
+    // Header rules read the request as received; copy it only when some rule may.
+    let received: HeaderMap = if frontend.uses_vars {
+        parts.headers.clone()
+    } else {
+        HeaderMap::new()
+    };
+    // ACLs read headers; the request's own map is edited later, so they get a copy.
+    let header_copy: Vec<(String, String)> = if frontend.uses_acls {
+        parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let view = RequestView {
         method: &method,
         path: &path,
         query: query.as_deref(),
-        headers: header_pairs.clone(),
+        headers: header_copy
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
         src: Some(client.ip()),
     };
     let chosen_backend = frontend
@@ -352,7 +385,7 @@ async fn handle(
         return finish_local(&proxy, f, None, StatusCode::SERVICE_UNAVAILABLE, progress);
     };
     let backend = &proxy.backends[b];
-    progress.backend = backend.spec.name.clone();
+    progress.backend = Some(b);
     let _backend_session = backend.counters.enter();
     let board = proxy.board.borrow().clone();
     let up = |s: usize| {
@@ -363,12 +396,17 @@ async fn handle(
     };
 
     // Persistence: the proxy's cookie first, then a learnt application session.
-    let cookies = cookie::parse_cookies(
-        received
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
+    let cookies = if backend.spec.cookie.is_some() || backend.sessions.is_some() {
+        cookie::parse_cookies(
+            parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    } else {
+        Vec::new()
+    };
     let now = cookie::unix_now();
     let cookie_server = backend.spec.cookie.as_ref().and_then(|spec| {
         let value = spec.server_value(&cookies, now)?;
@@ -378,6 +416,12 @@ async fn handle(
         let (_, value) = cookies.iter().find(|(name, _)| *name == table.cookie)?;
         table.lookup(value, Instant::now())
     });
+    // What the response needs to know of the client's cookie, taken now: the request's
+    // headers are edited before then.
+    let (cookie_refresh, cookie_first) =
+        backend.spec.cookie.as_ref().map_or((false, None), |spec| {
+            (spec.needs_refresh(&cookies, now), spec.first_seen(&cookies))
+        });
     let persisted = cookie_server.or(session_server);
     if persisted.is_some() {
         progress.termination[2] = b'V';
@@ -439,7 +483,7 @@ async fn handle(
                     .connect_errors
                     .fetch_add(1, Ordering::Relaxed);
                 if attempts >= backend.spec.retries {
-                    progress.server = server.spec.name.clone();
+                    progress.server = Some(s);
                     progress.termination[0] = b'S';
                     progress.termination[1] = b'C';
                     progress.retries = attempts;
@@ -475,7 +519,7 @@ async fn handle(
     progress.t_connect = millis(connect_started);
     progress.retries = attempts;
     let server = &backend.servers[s];
-    progress.server = server.spec.name.clone();
+    progress.server = Some(s);
     let _server_session = server.counters.enter();
 
     // The request as the server gets it.
@@ -635,8 +679,8 @@ async fn handle(
                     remove_set_cookie(&mut parts.headers, &spec.name);
                 }
                 let valid_here = cookie_server == Some(s) && persisted == Some(s);
-                if !valid_here || spec.needs_refresh(&cookies, now) {
-                    let first = valid_here.then(|| spec.first_seen(&cookies)).flatten();
+                if !valid_here || cookie_refresh {
+                    let first = valid_here.then_some(cookie_first).flatten();
                     let value = spec.insert_value(&server.spec.cookie, now, first);
                     if let Ok(value) = HeaderValue::from_str(&value) {
                         parts.headers.append(header::SET_COOKIE, value);
@@ -1057,13 +1101,17 @@ impl LoggedBody {
         if frontend.logger.is_off() {
             return;
         }
-        let p = &record.progress;
+        let p = &mut record.progress;
+        let backend = p.backend.map(|b| &proxy.backends[b]);
         let entry = Entry {
             client: p.client,
             accepted: p.accepted,
             frontend: frontend.spec.name.clone(),
-            backend: p.backend.clone(),
-            server: p.server.clone(),
+            backend: backend.map_or_else(|| frontend.spec.name.clone(), |b| b.spec.name.clone()),
+            server: match (backend, p.server) {
+                (Some(b), Some(s)) => b.servers[s].spec.name.clone(),
+                _ => "<NOSRV>".into(),
+            },
             // hyper hands over a request once its head is read: that time is not seen here.
             t_request: 0,
             t_queue: p.t_queue,
@@ -1074,7 +1122,7 @@ impl LoggedBody {
             bytes: self.bytes,
             termination: p.termination,
             retries: p.retries,
-            request_line: p.request_line.clone(),
+            request_line: p.request_line.take().unwrap_or_default(),
         };
         frontend.logger.log(format_httplog(&entry));
     }

@@ -59,6 +59,9 @@ impl Pool {
             if since.elapsed() >= IDLE_LIMIT || sender.is_closed() {
                 continue;
             }
+            if sender.is_ready() {
+                return Some(sender);
+            }
             // A connection comes back when its response was read to the end; the connection
             // task may need a moment more to be ready for the next request.
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
