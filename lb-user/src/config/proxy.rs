@@ -15,7 +15,7 @@ use super::{
 };
 use crate::proxy::{
     acl::{Acl, Condition},
-    balance::Algorithm,
+    balance::{Algorithm, HashInput, HashType, parse_balance},
     cookie::CookieSpec,
     rewrite::HeaderRule,
 };
@@ -129,6 +129,10 @@ pub struct BackendSpec {
     pub name: String,
     /// Algorithm.
     pub balance: Algorithm,
+    /// What a hashing algorithm hashes.
+    pub hash_input: HashInput,
+    /// How hashes map to servers.
+    pub hash_type: HashType,
     /// Servers.
     pub servers: Vec<ServerSpec>,
     /// Health check.
@@ -479,21 +483,21 @@ fn validate_backend(
         &["connect", "server", "queue", "tunnel"],
     )?;
     let balance_value = backend.balance.as_ref().or(defaults.balance.as_ref());
-    let balance = match balance_value.map(|b| b.get_ref().as_str()) {
-        None | Some("roundrobin") => Algorithm::RoundRobin,
-        Some("static-rr") => Algorithm::StaticRr,
-        Some("leastconn") => Algorithm::LeastConn,
-        Some("first") => Algorithm::First,
-        Some("source") => Algorithm::Source,
-        Some("uri") => Algorithm::Uri,
-        Some("random") => Algorithm::Random,
-        Some(other) => {
-            let span = balance_value.map(Spanned::span).unwrap_or(0..0);
+    let (balance, hash_input) = match balance_value {
+        Some(line) => parse_balance(line.get_ref()).map_err(|e| (line.span(), e))?,
+        None => (Algorithm::RoundRobin, HashInput::None),
+    };
+    let hash_type = match backend
+        .hash_type
+        .as_ref()
+        .map(|h| (h.get_ref().as_str(), h.span()))
+    {
+        None | Some(("map-based", _)) => HashType::MapBased,
+        Some(("consistent", _)) => HashType::Consistent,
+        Some((other, span)) => {
             return fail(
                 span,
-                format!(
-                    "expected roundrobin, static-rr, leastconn, first, source, uri or random, found `{other}`"
-                ),
+                format!("expected map-based or consistent, found `{other}`"),
             );
         }
     };
@@ -593,6 +597,8 @@ fn validate_backend(
     let timeout_client = timeout(&None, &defaults.timeout.client, Duration::from_secs(30))?;
     Ok(BackendSpec {
         balance,
+        hash_input,
+        hash_type,
         servers,
         check,
         cookie,

@@ -245,9 +245,7 @@ impl Acl {
                     .any(|(net, len)| in_network(src, *net, *len))
             }),
             Criterion::UrlParam(name) => request.query.is_some_and(|query| {
-                query
-                    .split('&')
-                    .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                query_params(query)
                     .filter(|(k, _)| k == name)
                     .any(|(_, v)| {
                         let v = self.fold(v);
@@ -286,6 +284,13 @@ fn delimited(sample: &str, pattern: &str, delimiters: &[char]) -> bool {
         }
     }
     false
+}
+
+/// The `name=value` pairs of a query string (a name alone has an empty value).
+pub fn query_params(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 /// True if `addr` is inside `net`/`len`.

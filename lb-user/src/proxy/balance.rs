@@ -1,7 +1,8 @@
 //! Choosing a server in a backend, HAProxy's `balance` algorithms: `roundrobin` (smooth
-//! weighted), `static-rr`, `leastconn`, `first`, `source` and `uri` (hashes), `random` (two
-//! random choices, the less loaded wins). Only servers that are up count; `backup` servers
-//! only when no primary is up (HAProxy without `allbackups`: the first backup).
+//! weighted), `static-rr`, `leastconn`, `first`, the hashes `source`, `uri`, `url_param` and
+//! `hdr` (with `hash-type map-based` or `consistent`), `random` (two random choices, the less
+//! loaded wins). Only servers that are up count; `backup` servers only when no primary is up
+//! (HAProxy without `allbackups`: the first backup).
 
 use std::net::IpAddr;
 
@@ -33,10 +34,149 @@ pub enum Algorithm {
     First,
     /// Hash of the client address.
     Source,
-    /// Hash of the request path.
+    /// Hash of the request URI (see [`UriHash`]).
     Uri,
+    /// Hash of a query parameter's value; round robin when the request has none.
+    UrlParam,
+    /// Hash of a header's value; round robin when the request has none.
+    Hdr,
     /// Two random choices, the less loaded one.
     Random,
+}
+
+/// How a hash becomes a server (HAProxy `hash-type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashType {
+    /// The hash modulo the total weight: even, but most keys move when a server comes or
+    /// goes.
+    #[default]
+    MapBased,
+    /// Weighted rendezvous hashing: when a server goes, only its keys move (about 1/N), and
+    /// they come back when it returns.
+    Consistent,
+}
+
+/// Which part of the URI `balance uri` hashes (`uri [whole] [depth N] [len N]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UriHash {
+    /// Hash the query string too (default: the path only).
+    pub whole: bool,
+    /// Only the first `depth` directories (0: all).
+    pub depth: usize,
+    /// Only the first `len` characters (0: all).
+    pub len: usize,
+}
+
+impl UriHash {
+    /// The part of `path` (and `query`) to hash.
+    pub fn select<'a>(&self, path: &'a str, query: Option<&'a str>, whole_uri: &'a str) -> &'a str {
+        let mut text = if self.whole && query.is_some() {
+            whole_uri
+        } else {
+            path
+        };
+        if self.depth > 0 {
+            // The n-th slash after the first ends the n-th directory.
+            if let Some((end, _)) = text.match_indices('/').nth(self.depth) {
+                text = &text[..end];
+            }
+        }
+        if self.len > 0 && text.len() > self.len {
+            let mut end = self.len;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text = &text[..end];
+        }
+        text
+    }
+}
+
+/// What a hashing algorithm hashes besides the client address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HashInput {
+    /// Nothing (the algorithm does not hash a request part).
+    #[default]
+    None,
+    /// Part of the URI.
+    Uri(UriHash),
+    /// A query parameter's value.
+    UrlParam(String),
+    /// A header's value.
+    Header(hyper::header::HeaderName),
+}
+
+/// Parses a `balance` line: the algorithm and what it hashes.
+pub fn parse_balance(line: &str) -> Result<(Algorithm, HashInput), String> {
+    let mut words = line.split_whitespace();
+    let first = words.next().unwrap_or("roundrobin");
+    let rest: Vec<&str> = words.collect();
+    let simple = |algorithm: Algorithm| {
+        if rest.is_empty() {
+            Ok((algorithm, HashInput::None))
+        } else {
+            Err(format!(
+                "`{first}` takes no arguments, found `{}`",
+                rest.join(" ")
+            ))
+        }
+    };
+    match first {
+        "roundrobin" => simple(Algorithm::RoundRobin),
+        "static-rr" => simple(Algorithm::StaticRr),
+        "leastconn" => simple(Algorithm::LeastConn),
+        "first" => simple(Algorithm::First),
+        "source" => simple(Algorithm::Source),
+        "random" => simple(Algorithm::Random),
+        "uri" => {
+            let mut uri = UriHash::default();
+            let mut words = rest.into_iter();
+            while let Some(word) = words.next() {
+                match word {
+                    "whole" => uri.whole = true,
+                    "path-only" => uri.whole = false,
+                    "depth" | "len" => {
+                        let value: usize = words
+                            .next()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| format!("`{word}` needs a number"))?;
+                        if word == "depth" {
+                            uri.depth = value;
+                        } else {
+                            uri.len = value;
+                        }
+                    }
+                    other => {
+                        return Err(format!(
+                            "unknown uri option `{other}` (known: whole, path-only, depth N, len N)"
+                        ));
+                    }
+                }
+            }
+            Ok((Algorithm::Uri, HashInput::Uri(uri)))
+        }
+        "url_param" => match rest.as_slice() {
+            [name] => Ok((
+                Algorithm::UrlParam,
+                HashInput::UrlParam((*name).to_string()),
+            )),
+            _ => Err("`url_param` needs one parameter name".into()),
+        },
+        other => {
+            if let Some(name) = other.strip_prefix("hdr(").and_then(|n| n.strip_suffix(')')) {
+                let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("`{name}` is not a header name"))?;
+                if !rest.is_empty() {
+                    return Err("`hdr(name)` takes no further arguments".into());
+                }
+                return Ok((Algorithm::Hdr, HashInput::Header(name)));
+            }
+            Err(format!(
+                "expected roundrobin, static-rr, leastconn, first, source, uri, url_param NAME, \
+                 hdr(NAME) or random, found `{other}`"
+            ))
+        }
+    }
 }
 
 /// Per-backend state a stateful algorithm keeps between choices.
@@ -45,6 +185,7 @@ pub struct Balancer {
     current: Vec<i64>,
     static_position: u64,
     seed: u64,
+    hash_type: HashType,
 }
 
 /// What the request contributes to hashing algorithms.
@@ -52,8 +193,8 @@ pub struct Balancer {
 pub struct Key<'a> {
     /// Client address (`source`).
     pub src: Option<IpAddr>,
-    /// Request path (`uri`).
-    pub path: Option<&'a str>,
+    /// The text `uri`, `url_param` and `hdr` hash (`None`: the request has none).
+    pub text: Option<&'a str>,
 }
 
 /// FNV-1a: stable across runs and builds, so a client hashes to the same server on every
@@ -77,11 +218,39 @@ fn weighted_slot(eligible: &[usize], weight: &impl Fn(usize) -> i64, position: u
     eligible[0]
 }
 
+/// Weighted rendezvous (highest random weight) hashing: each server scores
+/// `-weight / ln(u)` with `u` uniform in (0, 1) from the key and the server; the best score
+/// wins. A server's departure moves only the keys it held.
+fn rendezvous(eligible: &[usize], weight: &impl Fn(usize) -> i64, hash: u64) -> usize {
+    let score = |i: usize| {
+        let mut x = hash ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64 finaliser: a well-mixed 64-bit value per (key, server).
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        -(weight(i) as f64) / u.ln()
+    };
+    eligible
+        .iter()
+        .copied()
+        .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+        .unwrap_or(eligible[0])
+}
+
 fn has_room(c: &Candidate) -> bool {
     c.maxconn == 0 || c.active < c.maxconn
 }
 
 impl Balancer {
+    /// A balancer mapping hashes the `hash_type` way.
+    pub fn new(hash_type: HashType) -> Self {
+        Balancer {
+            hash_type,
+            ..Balancer::default()
+        }
+    }
+
     /// Chooses a server among `servers`; `None` when no server can take the request (the
     /// proxy answers 503).
     pub fn choose(
@@ -155,14 +324,22 @@ impl Balancer {
                 pick
             }
             Algorithm::First => eligible[0],
-            Algorithm::Source | Algorithm::Uri => {
-                let hash = match (algorithm, key.src, key.path) {
+            Algorithm::Source | Algorithm::Uri | Algorithm::UrlParam | Algorithm::Hdr => {
+                let hash = match (algorithm, key.src, key.text) {
                     (Algorithm::Source, Some(IpAddr::V4(a)), _) => fnv1a(&a.octets()),
                     (Algorithm::Source, Some(IpAddr::V6(a)), _) => fnv1a(&a.octets()),
-                    (Algorithm::Uri, _, Some(path)) => fnv1a(path.as_bytes()),
+                    (Algorithm::Uri, _, Some(text)) => fnv1a(text.as_bytes()),
+                    (Algorithm::UrlParam | Algorithm::Hdr, _, Some(text)) => fnv1a(text.as_bytes()),
+                    // Nothing to hash: HAProxy falls back to round robin.
+                    (Algorithm::UrlParam | Algorithm::Hdr, _, None) => {
+                        return self.choose(Algorithm::RoundRobin, servers, key);
+                    }
                     _ => 0,
                 };
-                weighted_slot(&eligible, &weight, hash)
+                match self.hash_type {
+                    HashType::MapBased => weighted_slot(&eligible, &weight, hash),
+                    HashType::Consistent => rendezvous(&eligible, &weight, hash),
+                }
             }
             Algorithm::Random => {
                 let mut next = || {
@@ -316,10 +493,10 @@ mod tests {
         let servers = [server(1), server(1), server(1)];
         let mut balancer = Balancer::default();
         let src = Some("192.0.2.7".parse().unwrap());
-        let first = balancer.choose(Algorithm::Source, &servers, Key { src, path: None });
+        let first = balancer.choose(Algorithm::Source, &servers, Key { src, text: None });
         for _ in 0..10 {
             assert_eq!(
-                balancer.choose(Algorithm::Source, &servers, Key { src, path: None }),
+                balancer.choose(Algorithm::Source, &servers, Key { src, text: None }),
                 first
             );
         }
@@ -331,7 +508,7 @@ mod tests {
                     &servers,
                     Key {
                         src: None,
-                        path: Some(&path),
+                        text: Some(&path),
                     },
                 )
             })
@@ -343,5 +520,122 @@ mod tests {
     fn random_uses_every_server() {
         let counts = tally(Algorithm::Random, &[server(1), server(1), server(1)], 300);
         assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+    }
+
+    /// Consistent hashing: removing one of five servers moves exactly the keys it held
+    /// (about a fifth) and bringing it back restores every key's server; map-based moves
+    /// most keys. Weights still show in the share.
+    #[test]
+    fn consistent_hashing_moves_only_the_departed_servers_keys() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("/user/{i}")).collect();
+        let assign = |hash_type: HashType, servers: &[Candidate]| -> Vec<usize> {
+            let mut balancer = Balancer::new(hash_type);
+            keys.iter()
+                .map(|k| {
+                    balancer
+                        .choose(
+                            Algorithm::Uri,
+                            servers,
+                            Key {
+                                src: None,
+                                text: Some(k),
+                            },
+                        )
+                        .unwrap()
+                })
+                .collect()
+        };
+        let all = [server(1), server(1), server(1), server(1), server(1)];
+        let mut without = all;
+        without[2].up = false;
+        let before = assign(HashType::Consistent, &all);
+        let after = assign(HashType::Consistent, &without);
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        let held = before.iter().filter(|&&s| s == 2).count();
+        assert_eq!(moved, held, "only the departed server's keys move");
+        assert!(
+            (800..1200).contains(&held),
+            "{held} of 5000 keys on one of five servers"
+        );
+        assert_eq!(assign(HashType::Consistent, &all), before, "all come back");
+        let map_before = assign(HashType::MapBased, &all);
+        let map_after = assign(HashType::MapBased, &without);
+        let map_moved = map_before
+            .iter()
+            .zip(&map_after)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            map_moved > 2 * moved,
+            "map-based moved {map_moved}, consistent {moved}"
+        );
+        let weighted = assign(HashType::Consistent, &[server(3), server(1)]);
+        let share = weighted.iter().filter(|&&s| s == 0).count() as f64 / 5000.0;
+        assert!((0.72..0.78).contains(&share), "weight 3:1 gave {share}");
+    }
+
+    #[test]
+    fn url_param_and_header_fall_back_to_round_robin_without_a_value() {
+        let servers = [server(1), server(1)];
+        let mut balancer = Balancer::default();
+        let pick = |b: &mut Balancer, text: Option<&str>| {
+            b.choose(Algorithm::UrlParam, &servers, Key { src: None, text })
+                .unwrap()
+        };
+        let fixed = pick(&mut balancer, Some("42"));
+        assert!((0..5).all(|_| pick(&mut balancer, Some("42")) == fixed));
+        let spread: std::collections::HashSet<usize> =
+            (0..4).map(|_| pick(&mut balancer, None)).collect();
+        assert_eq!(spread.len(), 2);
+    }
+
+    #[test]
+    fn balance_lines_parse() {
+        assert_eq!(parse_balance("leastconn").unwrap().0, Algorithm::LeastConn);
+        assert_eq!(
+            parse_balance("uri whole depth 2 len 10").unwrap().1,
+            HashInput::Uri(UriHash {
+                whole: true,
+                depth: 2,
+                len: 10
+            })
+        );
+        assert_eq!(
+            parse_balance("url_param userid").unwrap().1,
+            HashInput::UrlParam("userid".into())
+        );
+        assert_eq!(parse_balance("hdr(Host)").unwrap().0, Algorithm::Hdr);
+        assert!(parse_balance("leastconn now").is_err());
+        assert!(parse_balance("url_param").is_err());
+        assert!(parse_balance("uri depth").is_err());
+        assert!(parse_balance("bogus").is_err());
+    }
+
+    #[test]
+    fn uri_hash_options_select_the_hashed_part() {
+        let whole = "/a/b/c/d?x=1";
+        let pick = |u: UriHash| u.select("/a/b/c/d", Some("x=1"), whole).to_string();
+        assert_eq!(pick(UriHash::default()), "/a/b/c/d");
+        assert_eq!(
+            pick(UriHash {
+                whole: true,
+                ..UriHash::default()
+            }),
+            whole
+        );
+        assert_eq!(
+            pick(UriHash {
+                depth: 2,
+                ..UriHash::default()
+            }),
+            "/a/b"
+        );
+        assert_eq!(
+            pick(UriHash {
+                len: 3,
+                ..UriHash::default()
+            }),
+            "/a/"
+        );
     }
 }

@@ -33,8 +33,8 @@ use tokio::{
 };
 
 use super::{
-    acl::{RequestView, in_network},
-    balance::{Balancer, Candidate, Key},
+    acl::{RequestView, in_network, query_params},
+    balance::{Balancer, Candidate, HashInput, Key},
     cookie::{self, CookieMode, SessionTable},
     counters::{self, Counters},
     log::{Entry, Logger, format_httplog},
@@ -162,6 +162,7 @@ pub fn spawn(
         .into_iter()
         .enumerate()
         .map(|(i, spec)| BackendState {
+            balancer: Mutex::new(Balancer::new(spec.hash_type)),
             servers: spec
                 .servers
                 .iter()
@@ -178,7 +179,7 @@ pub fn spawn(
                 .map(|(name, size, expire)| SessionTable::new(name.clone(), *size, *expire)),
             spec,
             board_index: board_base + i,
-            balancer: Mutex::new(Balancer::default()),
+
             freed: Notify::new(),
             counters: Counters::default(),
         })
@@ -432,9 +433,28 @@ async fn handle(
         progress.termination[2] = b'D';
     }
 
+    let hash_text: Option<String> = match &backend.spec.hash_input {
+        HashInput::None => None,
+        HashInput::Uri(uri) => {
+            let whole = parts
+                .uri
+                .path_and_query()
+                .map_or(path.as_str(), |pq| pq.as_str());
+            Some(uri.select(&path, query.as_deref(), whole).to_string())
+        }
+        HashInput::UrlParam(name) => query
+            .as_deref()
+            .and_then(|q| query_params(q).find(|(k, _)| k == name))
+            .map(|(_, v)| v.to_string()),
+        HashInput::Header(name) => parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
     let hash_key = Key {
         src: Some(client.ip()),
-        path: Some(&path),
+        text: hash_text.as_deref(),
     };
     let mut tried = vec![false; backend.servers.len()];
     let queued_at = Instant::now();
