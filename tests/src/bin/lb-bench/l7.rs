@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use lb_tests::{
     agent::{lb_binary, unique_bpf_dir},
+    daemons::nginx_backend,
     netns::Lab,
     topology::{balancer_with_reals, real_addr},
 };
@@ -124,32 +125,6 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-/// The backend: nginx on real1 answering `/` with a short text and `/64k` with 64 KiB.
-fn start_backend(lab: &Lab, dir: &Path) -> anyhow::Result<()> {
-    std::fs::write(dir.join("64k"), vec![b'x'; 65536])?;
-    let config = format!(
-        "worker_processes 2;\npid {dir}/backend.pid;\nerror_log {dir}/backend-error.log;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n access_log off;\n keepalive_requests 1000000;\n keepalive_timeout 60s;\n\
-         client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
-         uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
-         server {{\n  listen {}:80;\n  location = / {{ return 200 \"hello from the backend\\n\"; }}\n\
-         location = /64k {{ root {dir}; }}\n }}\n}}\n",
-        real_addr(1),
-        dir = dir.display()
-    );
-    let file = write(dir, "backend.conf", &config)?;
-    let mut command = lab.host("real1").command("nginx")?;
-    command
-        .args(["-g", "daemon off;", "-c"])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    lab.start(command)
-        .context("starting nginx (run `cargo xtask setup`)")?;
-    Ok(())
 }
 
 /// Starts `proxy` on the balancer; returns its pid.
@@ -361,7 +336,14 @@ pub fn l7() -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let lab = balancer_with_reals("l7bench", 1).build()?;
-    start_backend(&lab, dir.path())?;
+    nginx_backend(
+        &lab,
+        "real1",
+        &format!("{}:80", real_addr(1)),
+        "hello from the backend\\n",
+        dir.path(),
+        false,
+    )?;
     let proxies = [Proxy::Lb, Proxy::Haproxy, Proxy::Nginx];
     let mut results = Vec::new();
     for proxy in proxies {
