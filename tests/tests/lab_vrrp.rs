@@ -349,6 +349,10 @@ fn sync_group_fails_over_together() {
     };
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
     let _n2 = agent(&lab, "node2", &config(&dir2, 100, ""), &dir2, "node2");
+    // node2 becomes master first and announces both addresses; node1 preempts within a
+    // second of that, inside the client's neighbour lock time: it must still be heard (the
+    // re-announcement past the lock time; without it the client kept node2's MAC ~5 s).
+    std::thread::sleep(Duration::from_millis(700));
     let node1 = config(&dir1, 150, "track_interfaces = [\"uplink\"]\n");
     let _n1 = agent(&lab, "node1", &node1, &dir1, "node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));

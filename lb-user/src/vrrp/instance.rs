@@ -21,6 +21,10 @@ use super::{
 };
 use crate::config::VrrpSpec;
 
+/// A little over Linux's default neighbour `locktime` (1 s): the earliest a host accepts a
+/// new link-layer address for an IP address it learnt just before.
+const NEIGHBOUR_LOCKTIME: std::time::Duration = std::time::Duration::from_millis(1100);
+
 /// What each instance is doing, by name: the snapshot the data plane reads to decide which
 /// VIPs it forwards, and sync-group members read to follow each other.
 pub type Ownership = Arc<BTreeMap<String, InstanceStatus>>;
@@ -68,7 +72,8 @@ struct Runtime<'a> {
     announcer: Announcer,
     ownership: &'a watch::Sender<Ownership>,
     timer: Option<Instant>,
-    second_burst: Option<Instant>,
+    /// When the next bursts of gratuitous ARP / NA are due, earliest first.
+    bursts: Vec<Instant>,
     dropped: BTreeMap<String, u64>,
     priority: u8,
 }
@@ -150,11 +155,19 @@ impl Runtime<'_> {
                     }
                 }
                 Action::Announce => {
-                    // A burst now, and another after garp_master_delay for caches that missed it.
+                    // A burst now; another just past Linux's neighbour lock time (`locktime`,
+                    // 1 s: a host ignores a new MAC for an address within a second of the
+                    // last update, so a takeover right after the old master's announcement
+                    // would otherwise go unheard until its cache entry is probed, ~5 s later);
+                    // and one after garp_master_delay for caches that missed both.
                     for _ in 0..self.spec.garp_repeat.max(1) {
                         self.announce();
                     }
-                    self.second_burst = self.spec.garp_delay.map(|d| Instant::now() + d);
+                    let now = Instant::now();
+                    self.bursts = std::iter::once(now + NEIGHBOUR_LOCKTIME)
+                        .chain(self.spec.garp_delay.map(|d| now + d))
+                        .collect();
+                    self.bursts.sort();
                 }
                 Action::SetTimer(after) => self.timer = Some(Instant::now() + after),
                 Action::StopTimer => self.timer = None,
@@ -292,7 +305,7 @@ pub async fn run(
         announcer,
         ownership: &ownership,
         timer: None,
-        second_burst: None,
+        bursts: Vec::new(),
         dropped: BTreeMap::new(),
         priority: spec.priority,
     };
@@ -308,11 +321,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let timer = runtime.timer;
-        let second_burst = runtime.second_burst;
+        let next_burst = runtime.bursts.first().copied();
         tokio::select! {
             () = &mut shutdown => break,
-            () = async { tokio::time::sleep_until(second_burst.unwrap_or_else(Instant::now)).await }, if second_burst.is_some() => {
-                runtime.second_burst = None;
+            () = async { tokio::time::sleep_until(next_burst.unwrap_or_else(Instant::now)).await }, if next_burst.is_some() => {
+                runtime.bursts.remove(0);
                 if fsm.state() == State::Master {
                     for _ in 0..spec.garp_repeat.max(1) {
                         runtime.announce();
