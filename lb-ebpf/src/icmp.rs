@@ -1,23 +1,25 @@
 //! ICMP errors about VIP flows. A router on the client's path that cannot forward a reply
 //! (IPv4 "fragmentation needed", ICMPv6 "packet too big") sends the error to the VIP; it must
 //! reach the real that sent the reply, or path MTU discovery breaks for that flow. The error
-//! quotes the reply's headers: source VIP:port, destination client:port.
+//! quotes the reply's headers: source VIP:port, destination client:port. In NAT mode the real
+//! sent that reply from its own address and port, so the error is rewritten to say so.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     counters::Counter,
     hash::flow_hash,
     maps::{
-        FAMILY_V4, Flow, FlowKey, MODE_DR, MODE_TUN, REAL_ACTIVE, SERVICE_ACTIVE, ServiceKey,
-        Settings,
+        FAMILY_V4, Flow, FlowKey, MODE_DR, MODE_NAT, MODE_TUN, REAL_ACTIVE, SERVICE_ACTIVE,
+        ServiceKey, Settings,
     },
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
+    csum,
     forward::{self, Verdict},
     maps::{LB_CONNS, LB_REALS, Tally, find_service},
-    parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at},
+    parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at, ptr_at_mut},
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -27,7 +29,7 @@ const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 const ICMP_HEADER_LEN: usize = 8;
 
 /// Forwards an ICMP "fragmentation needed" / "packet too big" quoting a flow in the connection
-/// table to that flow's real (DR and TUN; NAT reals never see the VIP, so it is passed).
+/// table to that flow's real (DR and TUN as is; NAT rewritten to the real's side).
 #[inline(always)]
 pub fn handle(
     ctx: &XdpContext,
@@ -93,8 +95,92 @@ pub fn handle(
             let hash = flow_hash(&flow, settings.hash_seed, false);
             forward::tunnel(ctx, p, family, &real, settings, hash, t)
         }
+        MODE_NAT => {
+            // The real never sent from the VIP: the error must name the real's own address
+            // and port, as its reply had them before the way back rewrote them.
+            if !to_real_side(ctx, p, family, &quoted, &real) {
+                return Verdict::Pass;
+            }
+            t.add(Counter::IcmpToReal);
+            forward::direct(ctx, &real)
+        }
         _ => Verdict::Pass,
     }
+}
+
+/// NAT: rewrites an ICMP error about a reply the balancer turned back (VIP:port -> client)
+/// into one about the reply the real sent (real:port -> client): outer destination, quoted
+/// source address and port, and every checksum they are part of (outer IPv4 header, quoted
+/// IPv4 header, ICMP / ICMPv6). False if a header is not where it should be.
+#[inline(always)]
+fn to_real_side(
+    ctx: &XdpContext,
+    p: &Parsed,
+    family: u8,
+    quoted: &FlowKey,
+    real: &lb_common::maps::Real,
+) -> bool {
+    let quoted_l3 = p.l4_offset + ICMP_HEADER_LEN;
+    let Some(icmp_check) = ptr_at_mut::<[u8; 2]>(ctx, p.l4_offset + 2) else {
+        return false;
+    };
+    // SAFETY: bounds checked by `ptr_at_mut`.
+    let mut check = u16::from_be_bytes(unsafe { *icmp_check });
+    let quoted_l4 = if family == FAMILY_V4 {
+        let (Some(outer), Some(inner)) = (
+            ptr_at_mut::<Ipv4Hdr>(ctx, p.l3_offset),
+            ptr_at_mut::<Ipv4Hdr>(ctx, quoted_l3),
+        ) else {
+            return false;
+        };
+        // SAFETY: both headers bounds checked by `ptr_at_mut`.
+        unsafe {
+            let header_len = usize::from((*inner).vihl & 0x0f) * 4;
+            // The outer header is not covered by the ICMP checksum.
+            let outer_check = u16::from_be_bytes((*outer).check);
+            (*outer).check =
+                csum::replace_word(outer_check, quoted.src[0], real.addr[0]).to_be_bytes();
+            (*outer).dst_addr = real.addr[0].to_ne_bytes();
+            let old_inner_check = u16::from_be_bytes((*inner).check);
+            let new_inner_check = csum::replace_word(old_inner_check, quoted.src[0], real.addr[0]);
+            (*inner).check = new_inner_check.to_be_bytes();
+            (*inner).src_addr = real.addr[0].to_ne_bytes();
+            check = csum::replace_word(check, quoted.src[0], real.addr[0]);
+            check = csum::replace_u16(check, old_inner_check, new_inner_check);
+            quoted_l3 + header_len
+        }
+    } else {
+        let (Some(outer), Some(inner)) = (
+            ptr_at_mut::<Ipv6Hdr>(ctx, p.l3_offset),
+            ptr_at_mut::<Ipv6Hdr>(ctx, quoted_l3),
+        ) else {
+            return false;
+        };
+        let mut bytes = [0u8; 16];
+        let mut i = 0;
+        while i < 4 {
+            bytes[4 * i..4 * i + 4].copy_from_slice(&real.addr[i].to_ne_bytes());
+            i += 1;
+        }
+        // SAFETY: both headers bounds checked by `ptr_at_mut`.
+        unsafe {
+            (*outer).dst_addr = bytes;
+            (*inner).src_addr = bytes;
+        }
+        // The ICMPv6 checksum covers the pseudo-header (outer destination) and the quote.
+        check = csum::replace_addr6(check, &p.dst, &real.addr);
+        check = csum::replace_addr6(check, &quoted.src, &real.addr);
+        quoted_l3 + 40
+    };
+    let Some(port) = ptr_at_mut::<[u8; 2]>(ctx, quoted_l4) else {
+        return false;
+    };
+    // SAFETY: bounds checked by `ptr_at_mut`.
+    unsafe { *port = real.port.to_be_bytes() };
+    check = csum::replace_u16(check, quoted.src_port, real.port);
+    // SAFETY: bounds checked by `ptr_at_mut` above; nothing moved the frame since.
+    unsafe { *icmp_check = check.to_be_bytes() };
+    true
 }
 
 #[inline(always)]

@@ -384,6 +384,25 @@ pub fn icmpv4_frag_needed(
     )
 }
 
+/// An ICMPv6 "packet too big" from `router` to `to`, quoting `quoted` (an IPv6 packet: its
+/// header and first 8 payload bytes, enough for the ports).
+pub fn icmpv6_packet_too_big(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    router: std::net::Ipv6Addr,
+    to: std::net::Ipv6Addr,
+    quoted: &[u8],
+    mtu: u32,
+) -> Vec<u8> {
+    let kept = &quoted[..48.min(quoted.len())];
+    finish(
+        PacketBuilder::ethernet2(smac, dmac)
+            .ipv6(router.octets(), to.octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu }),
+        kept,
+    )
+}
+
 /// An IPIP frame: Ethernet, an outer IPv4 header as `lb_ingress` writes it (DF, TTL 64, id 0,
 /// the inner TOS), then the inner IP packet.
 pub fn ipip(

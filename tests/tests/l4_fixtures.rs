@@ -20,7 +20,8 @@ use lb_common::{
 use lb_tests::{
     fixture::{self, Fixture, Output},
     packets::{
-        CLIENT_MAC, LB_MAC, icmpv4_frag_needed, ip6ip6, ipip, tcp_segment, udp_datagram, with_macs,
+        CLIENT_MAC, LB_MAC, icmpv4_frag_needed, icmpv6_packet_too_big, ip6ip6, ipip, tcp_segment,
+        udp_datagram, with_macs,
     },
     require_root,
     xdp::{TEST_RUN_IFINDEX, XdpAction, XdpHarness, config},
@@ -336,6 +337,63 @@ fn l4_forwarding_fixtures() {
         Output::Bytes(with_macs(&icmp, DR_MAC, OUT_MAC)),
         &[Rx, Ipv4, Other, IcmpToReal, Redirect],
     ));
+    // NAT: the error names the VIP's side of the reply; the real gets it about its own.
+    let nat_vip = addr("10.0.0.102:80");
+    let real_side = addr("10.0.2.12:8080");
+    let from_vip = tcp_segment(LB_MAC, CLIENT_MAC, nat_vip, client, &[0; 64]);
+    let from_real = tcp_segment(NAT_MAC, OUT_MAC, real_side, client, &[0; 64]);
+    let about_real = icmpv4_frag_needed(
+        CLIENT_MAC,
+        LB_MAC,
+        router,
+        "10.0.2.12".parse().expect("v4"),
+        &from_real[14..],
+        1400,
+    );
+    rows.push(Fixture::new(
+        "ICMP frag-needed quoting a NAT flow reaches its real about the real's own reply",
+        icmpv4_frag_needed(
+            CLIENT_MAC,
+            LB_MAC,
+            router,
+            "10.0.0.102".parse().expect("v4"),
+            &from_vip[14..],
+            1400,
+        ),
+        XdpAction::Redirect,
+        Output::Bytes(with_macs(&about_real, NAT_MAC, OUT_MAC)),
+        &[Rx, Ipv4, Other, IcmpToReal, Redirect],
+    ));
+    // The same over IPv6 (the ICMPv6 checksum covers a pseudo-header with the destination).
+    let router6: Ipv6Addr = "fd00:1::fe".parse().expect("v6");
+    let client6 = addr("[fd00:1::2]:40000");
+    for (vip, real, mac, what) in [
+        ("[fd00::100]:80", "[fd00::100]:80", DR_MAC, "DR"),
+        ("[fd00::102]:80", "[fd00:2::12]:8080", NAT_MAC, "NAT"),
+    ] {
+        let (vip, real) = (addr(vip), addr(real));
+        let from_vip = tcp_segment(LB_MAC, CLIENT_MAC, vip, client6, &[0; 64]);
+        let from_real = tcp_segment(LB_MAC, CLIENT_MAC, real, client6, &[0; 64]);
+        let ip6 = |a: SocketAddr| match a.ip() {
+            IpAddr::V6(v6) => v6,
+            IpAddr::V4(_) => unreachable!("IPv6 rows"),
+        };
+        let expected = icmpv6_packet_too_big(
+            CLIENT_MAC,
+            LB_MAC,
+            router6,
+            ip6(real),
+            &from_real[14..],
+            1280,
+        );
+        rows.push(Fixture::new(
+            format!("ICMPv6 packet-too-big quoting a {what} flow reaches its real"),
+            icmpv6_packet_too_big(CLIENT_MAC, LB_MAC, router6, ip6(vip), &from_vip[14..], 1280),
+            XdpAction::Redirect,
+            Output::Bytes(with_macs(&expected, mac, OUT_MAC)),
+            &[Rx, Ipv6, Other, IcmpToReal, Redirect],
+        ));
+    }
     let unknown = tcp_segment(LB_MAC, CLIENT_MAC, dr_vip, addr("10.0.1.99:1234"), &[0; 16]);
     rows.push(Fixture::pass(
         "ICMP frag-needed quoting a flow nobody has is passed",
