@@ -203,6 +203,7 @@ async fn serve(
             config.resolved.frontends.clone(),
             config.resolved.backends.clone(),
             model.services.len(),
+            config.global.maxconn,
             board_rx.clone(),
         )
         .map_err(AgentError::Proxy)?;

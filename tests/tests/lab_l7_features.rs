@@ -611,3 +611,50 @@ fn timeouts_errorfile_and_access_log() {
         "{gone_line}"
     );
 }
+
+/// Global `maxconn 1`: while one client connection is open, a second one waits to be
+/// accepted, and is served as soon as the first closes.
+#[test]
+fn global_maxconn_holds_further_connections_until_one_closes() {
+    require_root();
+    let lab = balancer_with_reals("l7maxc", 1).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\nmaxconn = 1\n\n[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\n{}",
+        bpf_dir.display(),
+        servers(&[1], "")
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    std::thread::sleep(Duration::from_millis(500));
+    let waited = lab
+        .host("client")
+        .spawn(|| async {
+            // The first client takes the only slot and keeps its connection open.
+            let mut first = TcpStream::connect(frontend()).await?;
+            first.write_all(&get("/", "")).await?;
+            let mut buffer = [0u8; 256];
+            let _ = first.read(&mut buffer).await?;
+            let second = tokio::spawn(async {
+                let started = Instant::now();
+                let answers =
+                    keepalive_exchange(frontend(), &[get("/", "Connection: close\r\n")]).await;
+                (answers.map(|a| a[0].status), started.elapsed())
+            });
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            assert!(
+                !second.is_finished(),
+                "the second connection was served while the first held the slot"
+            );
+            drop(first);
+            let (status, waited) = second.await?;
+            anyhow::Ok((status?, waited))
+        })
+        .expect("clients")
+        .join()
+        .expect("client thread")
+        .expect("exchange");
+    assert_eq!(waited.0, 200);
+    assert!(waited.1 >= Duration::from_millis(600), "{waited:?}");
+}

@@ -98,6 +98,10 @@ pub struct Global {
     /// Worker threads of the agent (HAProxy `nbthread`; 0, the default: one per CPU).
     #[serde(default)]
     pub threads: usize,
+    /// Client connections the L7 proxy holds at most over all frontends; more wait to be
+    /// accepted (HAProxy's global `maxconn`; 0, the default: no limit).
+    #[serde(default)]
+    pub maxconn: u32,
 }
 
 impl Default for Global {
@@ -114,6 +118,7 @@ impl Default for Global {
             tunnel_source_v4: default_tunnel_source_v4(),
             tunnel_source_v6: default_tunnel_source_v6(),
             threads: 0,
+            maxconn: 0,
         }
     }
 }

@@ -156,6 +156,7 @@ pub fn spawn(
     frontends: Vec<FrontendSpec>,
     backends: Vec<BackendSpec>,
     board_base: usize,
+    global_maxconn: u32,
     board: watch::Receiver<HealthBoard>,
 ) -> std::io::Result<(tokio::task::JoinSet<()>, Arc<Proxy>)> {
     let backends: Vec<BackendState> = backends
@@ -217,6 +218,8 @@ pub fn spawn(
         board,
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let global_slots =
+        (global_maxconn > 0).then(|| Arc::new(Semaphore::new(global_maxconn as usize)));
     for (f, frontend) in proxy.frontends.iter().enumerate() {
         let slots = (frontend.spec.maxconn > 0)
             .then(|| Arc::new(Semaphore::new(frontend.spec.maxconn as usize)));
@@ -225,11 +228,16 @@ pub fn spawn(
             tracing::info!(frontend = %frontend.spec.name, %addr, "listening");
             let proxy = proxy.clone();
             let slots = slots.clone();
+            let global_slots = global_slots.clone();
             tasks.spawn(async move {
                 loop {
-                    // Past maxconn, connections wait in the kernel's accept queue (HAProxy
-                    // stops accepting the same way).
+                    // Past maxconn (the frontend's, then the global one), connections wait in
+                    // the kernel's accept queue (HAProxy stops accepting the same way).
                     let permit = match &slots {
+                        Some(slots) => slots.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let global_permit = match &global_slots {
                         Some(slots) => slots.clone().acquire_owned().await.ok(),
                         None => None,
                     };
@@ -239,7 +247,7 @@ pub fn spawn(
                     let proxy = proxy.clone();
                     tokio::spawn(async move {
                         serve_client(stream, peer, f, proxy).await;
-                        drop(permit);
+                        drop((permit, global_permit));
                     });
                 }
             });
