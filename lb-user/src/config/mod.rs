@@ -13,8 +13,8 @@ mod validate;
 
 pub use duration::parse_duration;
 pub use proxy::{
-    BackendSpec, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, ProxyOptions,
-    ServerSpec, parse_error_page,
+    BackendSpec, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, Mode,
+    ProxyOptions, ServerSpec, parse_error_page,
 };
 pub use validate::{
     CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, TrackScriptSpec, VrrpSpec,

@@ -508,6 +508,8 @@ pub struct Timeouts {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyDefaults {
+    /// `"http"` (default) or `"tcp"`.
+    pub mode: Option<Spanned<String>>,
     /// HAProxy `option` lines: `"forwardfor except 10.0.0.0/8"`, `"http-server-close"`,
     /// `"httpclose"`, `"http-keep-alive"`, `"redispatch"`, `"dontlognull"`, `"httplog"`;
     /// `"no redispatch"` cancels an inherited one.
@@ -547,6 +549,8 @@ pub struct Frontend {
     pub use_backend: Vec<Spanned<String>>,
     /// Backend for requests no rule routes.
     pub default_backend: Option<Spanned<String>>,
+    /// `"http"` or `"tcp"` (default: `[defaults]`'s, else http).
+    pub mode: Option<Spanned<String>>,
     /// `option` lines (see `[defaults]`).
     #[serde(default)]
     pub options: Vec<Spanned<String>>,
@@ -602,6 +606,8 @@ pub struct Backend {
     pub cookie: Option<Spanned<String>>,
     /// Application session stickiness.
     pub stick_cookie: Option<StickCookie>,
+    /// `"http"` or `"tcp"` (default: `[defaults]`'s, else http).
+    pub mode: Option<Spanned<String>>,
     /// `option` lines (see `[defaults]`).
     #[serde(default)]
     pub options: Vec<Spanned<String>>,
@@ -647,6 +653,8 @@ pub struct Listen {
     pub cookie: Option<Spanned<String>>,
     /// Application session stickiness.
     pub stick_cookie: Option<StickCookie>,
+    /// `"http"` or `"tcp"`.
+    pub mode: Option<Spanned<String>>,
     /// `option` lines.
     #[serde(default)]
     pub options: Vec<Spanned<String>>,
@@ -679,6 +687,7 @@ impl Listen {
             acls: self.acls.clone(),
             use_backend: Vec::new(),
             default_backend: Some(self.name.clone()),
+            mode: self.mode.clone(),
             options: self.options.clone(),
             timeout: Timeouts {
                 client: self.timeout.client.clone(),
@@ -705,6 +714,7 @@ impl Listen {
             check: self.check.clone(),
             cookie: self.cookie.clone(),
             stick_cookie: self.stick_cookie.clone(),
+            mode: self.mode.clone(),
             options: self.options.clone(),
             timeout: Timeouts {
                 connect: self.timeout.connect.clone(),

@@ -20,6 +20,32 @@ use crate::proxy::{
     rewrite::HeaderRule,
 };
 
+/// HAProxy's `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTP/1.1 proxying with everything HTTP (the default).
+    Http,
+    /// Byte streams copied both ways, no HTTP.
+    Tcp,
+}
+
+fn mode_of(
+    own: &Option<Spanned<String>>,
+    inherited: &Option<Spanned<String>>,
+) -> Result<Mode, Failure> {
+    match own.as_ref().or(inherited.as_ref()) {
+        None => Ok(Mode::Http),
+        Some(value) => match value.get_ref().as_str() {
+            "http" => Ok(Mode::Http),
+            "tcp" => Ok(Mode::Tcp),
+            other => fail(
+                value.span(),
+                format!("expected http or tcp, found `{other}`"),
+            ),
+        },
+    }
+}
+
 /// How connections are kept (HAProxy `option http-keep-alive` / `http-server-close` /
 /// `httpclose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +120,8 @@ pub enum LogTarget {
 pub struct FrontendSpec {
     /// Name.
     pub name: String,
+    /// HTTP or TCP.
+    pub mode: Mode,
     /// Listen addresses.
     pub bind: Vec<SocketAddr>,
     /// ACLs.
@@ -127,6 +155,8 @@ pub struct FrontendSpec {
 pub struct BackendSpec {
     /// Name.
     pub name: String,
+    /// HTTP or TCP.
+    pub mode: Mode,
     /// Algorithm.
     pub balance: Algorithm,
     /// What a hashing algorithm hashes.
@@ -589,6 +619,40 @@ fn validate_backend(
         None => None,
     };
     let acls = compile_acls(&backend.acls)?;
+    let mode = mode_of(&backend.mode, &defaults.mode)?;
+    if mode == Mode::Tcp {
+        let http_only = [
+            (backend.cookie.as_ref().map(Spanned::span), "cookie"),
+            (
+                backend.stick_cookie.as_ref().map(|s| s.name.span()),
+                "stick_cookie",
+            ),
+            (
+                backend.http_request.first().map(Spanned::span),
+                "http_request",
+            ),
+            (
+                backend.http_response.first().map(Spanned::span),
+                "http_response",
+            ),
+            (backend.errorfile.first().map(Spanned::span), "errorfile"),
+        ];
+        for (span, key) in http_only {
+            if let Some(span) = span {
+                return fail(
+                    span,
+                    format!("`{key}` needs mode http; backend `{name}` is mode tcp"),
+                );
+            }
+        }
+        if matches!(
+            balance,
+            Algorithm::Uri | Algorithm::UrlParam | Algorithm::Hdr
+        ) {
+            let span = balance_value.map(Spanned::span).unwrap_or(0..0);
+            return fail(span, "this balance algorithm reads HTTP requests: mode tcp takes roundrobin, static-rr, leastconn, first, source or random".into());
+        }
+    }
     let timeout_connect = timeout(
         &backend.timeout.connect,
         &defaults.timeout.connect,
@@ -596,6 +660,7 @@ fn validate_backend(
     )?;
     let timeout_client = timeout(&None, &defaults.timeout.client, Duration::from_secs(30))?;
     Ok(BackendSpec {
+        mode,
         balance,
         hash_input,
         hash_type,
@@ -663,11 +728,53 @@ fn validate_frontend(
         })?);
     }
     let acls = compile_acls(&frontend.acls)?;
-    let backend_index = |name: &str, span: std::ops::Range<usize>| {
+    let mode = mode_of(&frontend.mode, &defaults.mode)?;
+    if mode == Mode::Tcp {
+        let http_only = [
+            (
+                frontend.use_backend.first().map(Spanned::span),
+                "use_backend",
+            ),
+            (
+                frontend.http_request.first().map(Spanned::span),
+                "http_request",
+            ),
+            (
+                frontend.http_response.first().map(Spanned::span),
+                "http_response",
+            ),
+            (frontend.errorfile.first().map(Spanned::span), "errorfile"),
+        ];
+        for (span, key) in http_only {
+            if let Some(span) = span {
+                return fail(
+                    span,
+                    format!("`{key}` needs mode http; frontend `{name}` is mode tcp"),
+                );
+            }
+        }
+        if frontend.default_backend.is_none() {
+            return fail(
+                frontend.name.span(),
+                format!("mode tcp frontend `{name}` needs a default_backend"),
+            );
+        }
+    }
+    let backend_index = |name: &str, span: std::ops::Range<usize>| -> Result<usize, Failure> {
         backends
             .iter()
             .position(|b| b.name == name)
-            .ok_or_else(|| (span, format!("no [[backend]] is called `{name}`")))
+            .ok_or_else(|| (span.clone(), format!("no [[backend]] is called `{name}`")))
+            .and_then(|i| {
+                if backends[i].mode == mode {
+                    Ok(i)
+                } else {
+                    fail(
+                        span,
+                        format!("backend `{name}` is not in the frontend's mode ({mode:?})"),
+                    )
+                }
+            })
     };
     let mut rules = Vec::new();
     for rule in &frontend.use_backend {
@@ -698,6 +805,7 @@ fn validate_frontend(
         timeout_client,
     )?;
     Ok(FrontendSpec {
+        mode,
         bind,
         rules,
         default_backend,

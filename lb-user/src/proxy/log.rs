@@ -1,4 +1,4 @@
-//! Access log in HAProxy's `httplog` format, written by a task of its own: the request path
+//! Access log in HAProxy's `httplog` (and for TCP mode `tcplog`) format, written by a task of its own: the request path
 //! only formats a line and hands it over without waiting (a full queue drops the line and
 //! counts it, it never slows a request).
 
@@ -74,6 +74,52 @@ pub fn format_httplog(entry: &Entry) -> String {
         String::from_utf8_lossy(&entry.termination),
         entry.retries,
         entry.request_line.escape_debug(),
+    )
+}
+
+/// One TCP-mode connection as HAProxy's `tcplog` line describes it.
+#[derive(Debug, Clone)]
+pub struct TcpEntry {
+    /// Client address.
+    pub client: SocketAddr,
+    /// When the connection was accepted.
+    pub accepted: SystemTime,
+    /// Frontend name.
+    pub frontend: String,
+    /// Backend name.
+    pub backend: String,
+    /// Server name, or `<NOSRV>`.
+    pub server: String,
+    /// Time in the queue (Tw), ms, -1 if never reached.
+    pub t_queue: i64,
+    /// Time to connect (Tc), ms, -1 if never reached.
+    pub t_connect: i64,
+    /// Whole session (Tt), ms.
+    pub t_total: i64,
+    /// Bytes sent to the client.
+    pub bytes: u64,
+    /// Termination state (two characters).
+    pub termination: [u8; 2],
+    /// Retries made.
+    pub retries: u32,
+}
+
+/// Formats `entry` as HAProxy's tcplog does (without the syslog header).
+pub fn format_tcplog(entry: &TcpEntry) -> String {
+    format!(
+        "{}:{} [{}] {} {}/{} {}/{}/{} {} {} 0/0/0/0/{} 0/0",
+        entry.client.ip(),
+        entry.client.port(),
+        httplog_date(entry.accepted),
+        entry.frontend,
+        entry.backend,
+        entry.server,
+        entry.t_queue,
+        entry.t_connect,
+        entry.t_total,
+        entry.bytes,
+        String::from_utf8_lossy(&entry.termination),
+        entry.retries,
     )
 }
 

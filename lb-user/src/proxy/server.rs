@@ -43,53 +43,68 @@ use super::{
     upstream::{self, Pool, PooledBody},
 };
 use crate::{
-    config::{BackendSpec, ConnectionMode, ErrorPage, FrontendSpec, ServerSpec},
+    config::{BackendSpec, ConnectionMode, ErrorPage, FrontendSpec, Mode, ServerSpec},
     health::HealthBoard,
 };
 
 use super::upstream::Body;
 
 /// A server with its run-time state.
-struct ServerState {
-    spec: ServerSpec,
+pub(super) struct ServerState {
+    pub(super) spec: ServerSpec,
     pool: Arc<Pool>,
     /// Requests in flight (leastconn, maxconn).
     active: AtomicU32,
-    counters: Counters,
+    pub(super) counters: Counters,
 }
 
 /// A backend with its run-time state.
-struct BackendState {
-    spec: BackendSpec,
+pub(super) struct BackendState {
+    pub(super) spec: BackendSpec,
     /// Its entry on the health board.
     board_index: usize,
     balancer: Mutex<Balancer>,
-    servers: Vec<ServerState>,
+    pub(super) servers: Vec<ServerState>,
     /// Signalled when a server slot frees, waking the first queued request.
     freed: Notify,
     sessions: Option<SessionTable>,
-    counters: Counters,
+    pub(super) counters: Counters,
 }
 
 /// A frontend with its run-time state.
-struct FrontendState {
-    spec: FrontendSpec,
+pub(super) struct FrontendState {
+    pub(super) spec: FrontendSpec,
     /// Some ACL (here or in a backend) reads headers: requests keep a copy of theirs.
     uses_acls: bool,
     /// Some header rule may read the request as received.
     uses_vars: bool,
-    counters: Counters,
-    logger: Logger,
+    pub(super) counters: Counters,
+    pub(super) logger: Logger,
 }
 
 /// The running proxy: every frontend and backend, for the request path and `show stat`.
 pub struct Proxy {
-    frontends: Vec<FrontendState>,
-    backends: Vec<BackendState>,
+    pub(super) frontends: Vec<FrontendState>,
+    pub(super) backends: Vec<BackendState>,
     board: watch::Receiver<HealthBoard>,
 }
 
 impl Proxy {
+    /// True if server `s` of backend `b` may take traffic: not checked, or in service on
+    /// `board`.
+    pub(super) fn server_up(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
+        let backend = &self.backends[b];
+        !backend.servers[s].spec.check
+            || board
+                .get(&(backend.board_index, s as u32))
+                .is_none_or(|st| st.in_service())
+    }
+
+    /// The current health board.
+    pub(super) fn board(&self) -> HealthBoard {
+        self.board.borrow().clone()
+    }
+
     /// HAProxy-style `show stat`: one line per frontend, backend and server.
     pub fn render_stats(&self) -> String {
         let mut out = format!("{}\n", counters::HEADER);
@@ -262,6 +277,10 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, f: usize, proxy: Arc<
     let frontend = &proxy.frontends[f];
     let _session = frontend.counters.enter();
     let spec = &frontend.spec;
+    if spec.mode == Mode::Tcp {
+        super::tcp::serve(stream, peer, local, f, &proxy).await;
+        return;
+    }
     let keep_alive = spec.options.connection != ConnectionMode::Close;
     let header_timeout = spec.timeout_http_request;
     let service = {
@@ -300,7 +319,7 @@ struct Progress {
     request_line: Option<String>,
 }
 
-fn millis(since: Instant) -> i64 {
+pub(super) fn millis(since: Instant) -> i64 {
     since.elapsed().as_millis() as i64
 }
 
@@ -397,12 +416,7 @@ async fn handle(
     progress.backend = Some(b);
     let _backend_session = backend.counters.enter();
     let board = proxy.board.borrow().clone();
-    let up = |s: usize| {
-        !backend.servers[s].spec.check
-            || board
-                .get(&(backend.board_index, s as u32))
-                .is_none_or(|st| st.in_service())
-    };
+    let up = |s: usize| proxy.server_up(&board, b, s);
 
     // Persistence: the proxy's cookie first, then a learnt application session.
     let cookies = if backend.spec.cookie.is_some() || backend.sessions.is_some() {
@@ -878,7 +892,7 @@ fn apply_rules(
 
 /// The server for a request: the persisted one if it has room, else the algorithm's choice
 /// among up servers with room and not yet `tried`.
-fn choose(
+pub(super) fn choose(
     backend: &BackendState,
     persisted: Option<usize>,
     tried: &[bool],
@@ -911,7 +925,7 @@ fn choose(
 /// Chooses a server, waiting in the backend's queue (FIFO: `Notify` wakes waiters in
 /// order) while every usable server is at its maxconn; `None` when no server is up or the
 /// queue timeout passed.
-async fn acquire(
+pub(super) async fn acquire(
     backend: &BackendState,
     persisted: Option<usize>,
     tried: &[bool],
@@ -948,14 +962,14 @@ async fn acquire(
 }
 
 /// A server slot held by a request: counted in `active` until the response is done.
-struct Slot {
+pub(super) struct Slot {
     proxy: Arc<Proxy>,
     backend: usize,
     server: usize,
 }
 
 impl Slot {
-    fn take(proxy: &Arc<Proxy>, backend: usize, server: usize) -> Slot {
+    pub(super) fn take(proxy: &Arc<Proxy>, backend: usize, server: usize) -> Slot {
         proxy.backends[backend].servers[server]
             .active
             .fetch_add(1, Ordering::Relaxed);
