@@ -13,7 +13,7 @@ mod validate;
 
 pub use duration::parse_duration;
 pub use proxy::{
-    BackendSpec, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, Mode,
+    BackendSpec, Bind, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, Mode,
     ProxyOptions, ServerSpec, parse_error_page,
 };
 pub use validate::{

@@ -115,6 +115,46 @@ pub enum LogTarget {
     Syslog(std::path::PathBuf),
 }
 
+/// A `bind` line: `"ADDR:PORT"` or `"ADDR:PORT ssl crt FILE [crt FILE ...]"`.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// TLS termination, when `ssl`.
+    pub tls: Option<crate::proxy::tls::TlsSettings>,
+}
+
+fn parse_bind(text: &str) -> Result<Bind, String> {
+    let mut words = text.split_whitespace();
+    let addr_text = words.next().unwrap_or_default();
+    let addr: SocketAddr = addr_text
+        .parse()
+        .map_err(|_| format!("expected \"address:port [ssl crt FILE]\", found `{text}`"))?;
+    let rest: Vec<&str> = words.collect();
+    if rest.is_empty() {
+        return Ok(Bind { addr, tls: None });
+    }
+    if rest[0] != "ssl" {
+        return Err(format!(
+            "unknown bind option `{}` (known: ssl crt FILE)",
+            rest[0]
+        ));
+    }
+    let mut files = Vec::new();
+    let mut options = rest[1..].iter();
+    while let Some(option) = options.next() {
+        match *option {
+            "crt" => files.push(options.next().ok_or("`crt` needs a file")?.to_string()),
+            other => return Err(format!("unknown ssl option `{other}` (known: crt FILE)")),
+        }
+    }
+    let tls = crate::proxy::tls::TlsSettings::load(&files)?;
+    Ok(Bind {
+        addr,
+        tls: Some(tls),
+    })
+}
+
 /// A checked frontend.
 #[derive(Debug, Clone)]
 pub struct FrontendSpec {
@@ -122,8 +162,8 @@ pub struct FrontendSpec {
     pub name: String,
     /// HTTP or TCP.
     pub mode: Mode,
-    /// Listen addresses.
-    pub bind: Vec<SocketAddr>,
+    /// Listen addresses, some with TLS.
+    pub bind: Vec<Bind>,
     /// ACLs.
     pub acls: Vec<Acl>,
     /// Rules: (backend index, condition).
@@ -720,12 +760,7 @@ fn validate_frontend(
     }
     let mut bind = Vec::new();
     for b in &frontend.bind {
-        bind.push(b.get_ref().parse::<SocketAddr>().map_err(|_| {
-            (
-                b.span(),
-                format!("expected \"address:port\", found `{}`", b.get_ref()),
-            )
-        })?);
+        bind.push(parse_bind(b.get_ref()).map_err(|e| (b.span(), e))?);
     }
     let acls = compile_acls(&frontend.acls)?;
     let mode = mode_of(&frontend.mode, &defaults.mode)?;
@@ -758,6 +793,14 @@ fn validate_frontend(
                 frontend.name.span(),
                 format!("mode tcp frontend `{name}` needs a default_backend"),
             );
+        }
+        if let Some((text, _)) = frontend
+            .bind
+            .iter()
+            .zip(&bind)
+            .find(|(_, b)| b.tls.is_some())
+        {
+            return fail(text.span(), "`ssl` binds need mode http".into());
         }
     }
     let backend_index = |name: &str, span: std::ops::Range<usize>| -> Result<usize, Failure> {

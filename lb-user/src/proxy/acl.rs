@@ -8,7 +8,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 /// What an ACL looks at, and how it compares.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Criterion {
     /// Whole path equals a pattern.
     Path,
@@ -32,6 +32,8 @@ enum Criterion {
     Method,
     /// The client address is in one of the CIDR patterns.
     Src,
+    /// The client connection is TLS (`ssl_fc`, no pattern).
+    SslFc,
     /// A query-string parameter's value equals a pattern.
     UrlParam(String),
 }
@@ -60,6 +62,8 @@ pub struct RequestView<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     /// Client address.
     pub src: Option<IpAddr>,
+    /// The client connection is TLS.
+    pub tls: bool,
 }
 
 /// A bad `acl` or condition, with what was expected.
@@ -103,6 +107,7 @@ impl Acl {
             "path_dir" => Criterion::PathDir,
             "method" => Criterion::Method,
             "src" => Criterion::Src,
+            "ssl_fc" => Criterion::SslFc,
             t => {
                 let arg = |p| argument(t, p);
                 if let Some(h) = arg("hdr_beg") {
@@ -122,7 +127,7 @@ impl Acl {
                 } else {
                     return Err(AclError(format!(
                         "ACL `{name}`: unknown criterion `{t}` (expected path, path_beg, path_end, path_reg, path_dir, \
-                         hdr(name), hdr_beg(name), hdr_end(name), hdr_dom(name), method, src or url_param(name))"
+                         hdr(name), hdr_beg(name), hdr_end(name), hdr_dom(name), method, src, ssl_fc or url_param(name))"
                     )));
                 }
             }
@@ -139,7 +144,11 @@ impl Acl {
                 }),
             }
         }
-        if patterns.is_empty() {
+        if criterion == Criterion::SslFc {
+            if !patterns.is_empty() {
+                return Err(AclError(format!("ACL `{name}`: ssl_fc takes no pattern")));
+            }
+        } else if patterns.is_empty() {
             return Err(AclError(format!("ACL `{name}` has no pattern")));
         }
         let mut acl = Acl {
@@ -239,6 +248,7 @@ impl Acl {
             Criterion::HdrDom(h) => {
                 self.any_header(request, h, |v, p| delimited(v, p, &['.', ':']))
             }
+            Criterion::SslFc => request.tls,
             Criterion::Src => request.src.is_some_and(|src| {
                 self.networks
                     .iter()
@@ -397,6 +407,7 @@ mod tests {
             query,
             headers,
             src: Some("192.0.2.7".parse().unwrap()),
+            tls: false,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Header rules: HAProxy's `http-request` / `http-response` `set-header`, `add-header`,
-//! `del-header` with an optional `if` / `unless` condition, and values built from a few
+//! `del-header` (and `redirect scheme | location | prefix` on requests) with an optional
+//! `if` / `unless` condition, and values built from a few
 //! variables (`%[src]`, `%[src_port]`, `%[dst]`, `%[dst_port]`, `%[fe_name]`, `%[be_name]`,
 //! `%[srv_name]`, `%[req.hdr(name)]`, and the log-format aliases `%ci %cp %fi %fp %f %b %s`).
 //! Rules and values are compiled at configuration load: nothing is parsed per request.
@@ -159,6 +160,79 @@ pub enum Action {
     Add(HeaderName, Template),
     /// Remove the header.
     Del(HeaderName),
+    /// Answer with a redirect instead of forwarding (request rules only).
+    Redirect(Redirect),
+}
+
+/// HAProxy's `redirect scheme | location | prefix TARGET [code N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectTo {
+    /// The same URL with this scheme (`https`).
+    Scheme(String),
+    /// This URL.
+    Location(String),
+    /// This prefix, then the request's path and query.
+    Prefix(String),
+}
+
+/// A redirect rule's target and status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// Where to.
+    pub to: RedirectTo,
+    /// 301, 302 (default), 303, 307 or 308.
+    pub code: u16,
+}
+
+impl Redirect {
+    fn parse(words: &[&str]) -> Result<Redirect, String> {
+        let (kind, target, rest) = match words {
+            [kind, target, rest @ ..] => (*kind, (*target).to_string(), rest),
+            _ => {
+                return Err(
+                    "`redirect` needs `scheme`, `location` or `prefix` and a target".into(),
+                );
+            }
+        };
+        let to = match kind {
+            "scheme" => RedirectTo::Scheme(target),
+            "location" => RedirectTo::Location(target),
+            "prefix" => RedirectTo::Prefix(target.trim_end_matches('/').to_string()),
+            other => {
+                return Err(format!(
+                    "unknown redirect kind `{other}` (known: scheme, location, prefix)"
+                ));
+            }
+        };
+        let code = match rest {
+            [] => 302,
+            ["code", code] => code
+                .parse()
+                .ok()
+                .filter(|c| [301, 302, 303, 307, 308].contains(c))
+                .ok_or_else(|| {
+                    format!("redirect code must be 301, 302, 303, 307 or 308, found `{code}`")
+                })?,
+            other => {
+                return Err(format!(
+                    "unexpected `{}` after the redirect target",
+                    other.join(" ")
+                ));
+            }
+        };
+        Ok(Redirect { to, code })
+    }
+
+    /// The `Location` for a request for `path_and_query` with Host `host`.
+    pub fn location(&self, host: Option<&str>, path_and_query: &str) -> String {
+        match &self.to {
+            RedirectTo::Scheme(scheme) => {
+                format!("{scheme}://{}{path_and_query}", host.unwrap_or_default())
+            }
+            RedirectTo::Location(url) => url.clone(),
+            RedirectTo::Prefix(prefix) => format!("{prefix}{path_and_query}"),
+        }
+    }
 }
 
 /// One `http-request` / `http-response` header rule.
@@ -178,6 +252,13 @@ impl HeaderRule {
             ),
             None => (line, None),
         };
+        let all: Vec<&str> = body.split_whitespace().collect();
+        if all.first() == Some(&"redirect") {
+            return Ok(HeaderRule {
+                action: Action::Redirect(Redirect::parse(&all[1..])?),
+                condition,
+            });
+        }
         let mut words = body.trim().splitn(3, char::is_whitespace);
         let verb = words.next().unwrap_or_default();
         let name = words
@@ -196,11 +277,19 @@ impl HeaderRule {
             ("del-header", Some(_)) => return Err("`del-header` takes only a name".into()),
             _ => {
                 return Err(format!(
-                    "unknown action `{verb}` (known: set-header, add-header, del-header)"
+                    "unknown action `{verb}` (known: set-header, add-header, del-header, redirect)"
                 ));
             }
         };
         Ok(HeaderRule { action, condition })
+    }
+
+    /// The redirect this rule makes, if it is one.
+    pub fn redirect(&self) -> Option<&Redirect> {
+        match &self.action {
+            Action::Redirect(redirect) => Some(redirect),
+            _ => None,
+        }
     }
 
     /// True if the rule's condition holds for `request` (or it has none).
@@ -227,6 +316,8 @@ impl HeaderRule {
             Action::Del(name) => {
                 headers.remove(name);
             }
+            // Answered by the proxy before forwarding: see `redirect`.
+            Action::Redirect(_) => {}
         }
     }
 }
@@ -297,6 +388,30 @@ mod tests {
     }
 
     #[test]
+    fn redirects_parse_and_build_locations() {
+        let rule = HeaderRule::parse(
+            "redirect scheme https code 301 unless tls",
+            &[Acl::parse("tls ssl_fc").unwrap()],
+        )
+        .unwrap();
+        let redirect = rule.redirect().unwrap();
+        assert_eq!(redirect.code, 301);
+        assert_eq!(
+            redirect.location(Some("shop.example"), "/a?b=1"),
+            "https://shop.example/a?b=1"
+        );
+        let prefix = HeaderRule::parse("redirect prefix https://new.example/", &[]).unwrap();
+        assert_eq!(prefix.redirect().unwrap().code, 302);
+        assert_eq!(
+            prefix.redirect().unwrap().location(None, "/x"),
+            "https://new.example/x"
+        );
+        assert!(HeaderRule::parse("redirect scheme https code 200", &[]).is_err());
+        assert!(HeaderRule::parse("redirect elsewhere x", &[]).is_err());
+        assert!(HeaderRule::parse("redirect scheme", &[]).is_err());
+    }
+
+    #[test]
     fn conditions_gate_rules() {
         let acls = vec![Acl::parse("is_api path_beg /api").unwrap()];
         let rule = HeaderRule::parse("set-header X-Api yes if is_api", &acls).unwrap();
@@ -306,6 +421,7 @@ mod tests {
             query: None,
             headers: Vec::new(),
             src: None,
+            tls: false,
         };
         assert!(rule.applies(&acls, &view("/api/x")));
         assert!(!rule.applies(&acls, &view("/web")));

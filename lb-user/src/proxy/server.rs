@@ -28,7 +28,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{Notify, Semaphore, watch},
 };
 
@@ -238,9 +238,11 @@ pub fn spawn(
     for (f, frontend) in proxy.frontends.iter().enumerate() {
         let slots = (frontend.spec.maxconn > 0)
             .then(|| Arc::new(Semaphore::new(frontend.spec.maxconn as usize)));
-        for addr in &frontend.spec.bind {
-            let listener = bind(*addr)?;
-            tracing::info!(frontend = %frontend.spec.name, %addr, "listening");
+        for spec in &frontend.spec.bind {
+            let addr = spec.addr;
+            let listener = bind(addr)?;
+            let acceptor = spec.tls.as_ref().map(|t| t.acceptor());
+            tracing::info!(frontend = %frontend.spec.name, %addr, tls = acceptor.is_some(), "listening");
             let proxy = proxy.clone();
             let slots = slots.clone();
             let global_slots = global_slots.clone();
@@ -260,8 +262,26 @@ pub fn spawn(
                         continue;
                     };
                     let proxy = proxy.clone();
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
-                        serve_client(stream, peer, f, proxy).await;
+                        let _ = stream.set_nodelay(true);
+                        let local = stream.local_addr().unwrap_or(peer);
+                        match acceptor {
+                            None => serve_client(stream, peer, local, f, proxy, false).await,
+                            Some(acceptor) => {
+                                // The handshake counts against the request head's time.
+                                let limit = proxy.frontends[f].spec.timeout_http_request;
+                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => {
+                                        serve_client(tls, peer, local, f, proxy, true).await
+                                    }
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, %peer, "TLS handshake failed")
+                                    }
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
                         drop((permit, global_permit));
                     });
                 }
@@ -271,9 +291,16 @@ pub fn spawn(
     Ok((tasks, proxy))
 }
 
-async fn serve_client(stream: TcpStream, peer: SocketAddr, f: usize, proxy: Arc<Proxy>) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+async fn serve_client<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    local: SocketAddr,
+    f: usize,
+    proxy: Arc<Proxy>,
+    tls: bool,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let frontend = &proxy.frontends[f];
     let _session = frontend.counters.enter();
     let spec = &frontend.spec;
@@ -287,7 +314,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, f: usize, proxy: Arc<
         let proxy = proxy.clone();
         service_fn(move |request| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy).await) }
+            async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy, tls).await) }
         })
     };
     let connection = hyper::server::conn::http1::Builder::new()
@@ -329,6 +356,7 @@ async fn handle(
     local: SocketAddr,
     f: usize,
     proxy: Arc<Proxy>,
+    tls: bool,
 ) -> Response<Body> {
     let frontend = &proxy.frontends[f];
     let mut progress = Progress {
@@ -400,7 +428,34 @@ async fn handle(
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect(),
         src: Some(client.ip()),
+        tls,
     };
+    // A redirect rule that applies answers at once (HAProxy's `http-request redirect`).
+    if let Some(redirect) = frontend
+        .spec
+        .request_rules
+        .iter()
+        .filter_map(|r| r.redirect().map(|d| (r, d)))
+        .find(|(r, _)| r.applies(&frontend.spec.acls, &view))
+        .map(|(_, d)| d)
+    {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let location = redirect.location(host, target);
+        let mut response = Response::new(
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = StatusCode::from_u16(redirect.code).unwrap_or(StatusCode::FOUND);
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return finish(&proxy, f, None, None, response, progress, None);
+    }
     let chosen_backend = frontend
         .spec
         .rules

@@ -19,13 +19,15 @@ use super::{
 };
 
 /// Serves one client connection of TCP-mode frontend `f`.
-pub(super) async fn serve(
-    stream: TcpStream,
+pub(super) async fn serve<IO>(
+    stream: IO,
     client: SocketAddr,
     _local: SocketAddr,
     f: usize,
     proxy: &Arc<Proxy>,
-) {
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let accepted = SystemTime::now();
     let started = Instant::now();
     let frontend = &proxy.frontends[f];
@@ -109,7 +111,6 @@ pub(super) async fn serve(
         }
     };
     let _ = server_stream.set_nodelay(true);
-    let _ = stream.set_nodelay(true);
     entry.t_connect = millis(connect_started);
     entry.retries = attempts;
     let server = &backend.servers[s];
