@@ -494,17 +494,7 @@ const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x22];
 #[test]
 fn weight_zero_drains_without_breaking_established_flows() {
     require_root();
-    let hops: HashMap<IpAddr, Nexthop> = [("10.0.2.21", MAC_A), ("10.0.2.22", MAC_B)]
-        .into_iter()
-        .map(|(a, mac)| {
-            let hop = Nexthop {
-                ifindex: OTHER_IFINDEX,
-                smac: OUT_MAC,
-                dmac: mac,
-            };
-            (a.parse().expect("address"), hop)
-        })
-        .collect();
+    let hops = drain_hops();
     let both = DRAIN.replace("WA", "1").replace("WB", "1");
     let mut harness = XdpHarness::with_config(&both, &hops).expect("load");
     let model = L4Model::from_config(&config(&both).expect("config"));
@@ -559,6 +549,21 @@ fn weight_zero_drains_without_breaking_established_flows() {
     let after = harness.counters().expect("counters");
     let moved = |c: Counter| after[c as usize] - before[c as usize];
     assert_eq!((moved(LruHit), moved(LruMiss)), (1, 1));
+}
+
+/// Next hops of the two reals the drain and id-reuse tests use.
+fn drain_hops() -> HashMap<IpAddr, Nexthop> {
+    [("10.0.2.21", MAC_A), ("10.0.2.22", MAC_B)]
+        .into_iter()
+        .map(|(a, mac)| {
+            let hop = Nexthop {
+                ifindex: OTHER_IFINDEX,
+                smac: OUT_MAC,
+                dmac: mac,
+            };
+            (a.parse().expect("address"), hop)
+        })
+        .collect()
 }
 
 /// Re-applying a configuration writes nothing; removing one of three reals keeps the others'
@@ -683,17 +688,7 @@ fn a_reused_service_id_does_not_capture_old_flows() {
     let service = |vip: &str, real: &str| {
         format!("[[l4]]\nname = \"{vip}\"\nvip = \"{vip}\"\nreals = [{{ addr = \"{real}\" }}]\n\n")
     };
-    let hops: HashMap<IpAddr, Nexthop> = [("10.0.2.21", MAC_A), ("10.0.2.22", MAC_B)]
-        .into_iter()
-        .map(|(a, mac)| {
-            let hop = Nexthop {
-                ifindex: OTHER_IFINDEX,
-                smac: OUT_MAC,
-                dmac: mac,
-            };
-            (a.parse().expect("address"), hop)
-        })
-        .collect();
+    let hops = drain_hops();
     let old_service = service("10.0.0.103:80", "10.0.2.21");
     let old = format!("[global]\nring_size = 251\n\n{old_service}");
     let mut harness = XdpHarness::with_config(&old, &hops).expect("load");

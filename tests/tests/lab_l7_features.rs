@@ -101,6 +101,27 @@ fn servers(reals: &[usize], extra: &str) -> String {
     format!("servers = [{}]\n", list.join(", "))
 }
 
+/// The agent's `show stat` answer.
+fn show_stat(lab: &Lab, bpf_dir: &std::path::Path) -> String {
+    let socket = lb::admin::socket_path(bpf_dir);
+    lab.host("lb")
+        .spawn(move || async move { lb::admin::request(&socket, "show stat").await })
+        .expect("stat")
+        .join()
+        .expect("stat thread")
+        .expect("show stat")
+}
+
+/// Column `index` of the `show stat` line of `name` ("" if absent).
+fn stat(stats: &str, name: &str, index: usize) -> String {
+    stats
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(index))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Warms the lab's neighbour entries so the first connections are not delayed by a second.
 fn warm_up(lab: &Lab, reals: &[usize]) {
     let addrs: Vec<String> = reals.iter().map(|i| real_addr(*i)).collect();
@@ -308,21 +329,9 @@ fn maxconn_queues_in_order_and_times_out() {
         results[2].1 >= Duration::from_millis(600) && results[2].1 < Duration::from_millis(1000),
         "{results:?}"
     );
-    let socket = lb::admin::socket_path(&bpf_dir);
-    let stats = lab
-        .host("lb")
-        .spawn(move || async move { lb::admin::request(&socket, "show stat").await })
-        .expect("stat")
-        .join()
-        .expect("stat thread")
-        .expect("show stat");
-    let backend = stats
-        .lines()
-        .find(|l| l.starts_with("app/BACKEND"))
-        .expect("backend line");
-    let columns: Vec<&str> = backend.split_whitespace().collect();
-    assert_eq!(columns[16], "2", "queue max: {stats}");
-    assert_eq!(columns[17], "1", "denied: {stats}");
+    let stats = show_stat(&lab, &bpf_dir);
+    assert_eq!(stat(&stats, "app/BACKEND", 16), "2", "queue max: {stats}");
+    assert_eq!(stat(&stats, "app/BACKEND", 17), "1", "denied: {stats}");
 }
 
 #[test]
@@ -350,21 +359,8 @@ fn retries_go_to_another_server_only_with_redispatch() {
         strict.status, 503,
         "without redispatch every retry stays on web1"
     );
-    let socket = lb::admin::socket_path(&bpf_dir);
-    let stats = lab
-        .host("lb")
-        .spawn(move || async move { lb::admin::request(&socket, "show stat").await })
-        .expect("stat")
-        .join()
-        .expect("stat thread")
-        .expect("show stat");
-    let column = |name: &str, index: usize| -> String {
-        stats
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().nth(index).unwrap_or("").to_string())
-            .unwrap_or_default()
-    };
+    let stats = show_stat(&lab, &bpf_dir);
+    let column = |name: &str, index: usize| stat(&stats, name, index);
     // conn errors, retries, redispatches: lenient 2/2/1, strict 3/2/0.
     assert_eq!(
         [

@@ -555,7 +555,7 @@ async fn handle(
         && frontend.spec.options.connection == ConnectionMode::KeepAlive
         && upgrade.is_none();
     let connect_started = Instant::now();
-    let mut attempts = 0u32;
+    let mut attempts = Attempts::default();
     let (mut sender, mut pooled) = loop {
         let server = &backend.servers[s];
         if reuse && let Some(sender) = server.pool.take().await {
@@ -571,19 +571,11 @@ async fn handle(
             Ok(sender) => break (sender, false),
             Err(error) => {
                 tracing::debug!(?error, server = %server.spec.name, "connect failed");
-                server
-                    .counters
-                    .connect_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .connect_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                if attempts >= backend.spec.retries {
+                if !attempts.failed(&proxy, b, &mut s, &mut slot, &mut tried, &up, hash_key) {
                     progress.server = Some(s);
                     progress.termination[0] = b'S';
                     progress.termination[1] = b'C';
-                    progress.retries = attempts;
+                    progress.retries = attempts.made;
                     drop(slot);
                     return finish_local(
                         &proxy,
@@ -593,28 +585,11 @@ async fn handle(
                         progress,
                     );
                 }
-                attempts += 1;
-                server.counters.retries.fetch_add(1, Ordering::Relaxed);
-                backend.counters.retries.fetch_add(1, Ordering::Relaxed);
-                if backend.spec.options.redispatch && attempts == backend.spec.retries {
-                    tried[s] = true;
-                    let others = choose(backend, None, &tried, &up, hash_key);
-                    if let Some(other) = others {
-                        server.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                        backend
-                            .counters
-                            .redispatches
-                            .fetch_add(1, Ordering::Relaxed);
-                        drop(slot);
-                        s = other;
-                        slot = Slot::take(&proxy, b, s);
-                    }
-                }
             }
         }
     };
     progress.t_connect = millis(connect_started);
-    progress.retries = attempts;
+    progress.retries = attempts.made;
     let server = &backend.servers[s];
     progress.server = Some(s);
     let _server_session = server.counters.enter();
@@ -1013,6 +988,63 @@ pub(super) async fn acquire(
         {
             return None;
         }
+    }
+}
+
+/// Connection attempts to a backend's servers (HAProxy's `retries`, `option redispatch`).
+#[derive(Default)]
+pub(super) struct Attempts {
+    /// Retries made so far.
+    pub(super) made: u32,
+}
+
+impl Attempts {
+    /// Books a failed connection to server `*s` of backend `b`. False when the retries are
+    /// used up; else true, with `*s` (and `slot`) moved to another server on the last retry
+    /// when the backend redispatches.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the retry state of one request, kept by its caller"
+    )]
+    pub(super) fn failed(
+        &mut self,
+        proxy: &Arc<Proxy>,
+        b: usize,
+        s: &mut usize,
+        slot: &mut Slot,
+        tried: &mut [bool],
+        up: &(dyn Fn(usize) -> bool + Sync),
+        key: Key<'_>,
+    ) -> bool {
+        let backend = &proxy.backends[b];
+        let server = &backend.servers[*s];
+        server
+            .counters
+            .connect_errors
+            .fetch_add(1, Ordering::Relaxed);
+        backend
+            .counters
+            .connect_errors
+            .fetch_add(1, Ordering::Relaxed);
+        if self.made >= backend.spec.retries {
+            return false;
+        }
+        self.made += 1;
+        server.counters.retries.fetch_add(1, Ordering::Relaxed);
+        backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if backend.spec.options.redispatch && self.made == backend.spec.retries {
+            tried[*s] = true;
+            if let Some(other) = choose(backend, None, tried, up, key) {
+                server.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .redispatches
+                    .fetch_add(1, Ordering::Relaxed);
+                *slot = Slot::take(proxy, b, other);
+                *s = other;
+            }
+        }
+        true
     }
 }
 

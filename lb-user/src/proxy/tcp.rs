@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use super::{
     balance::Key,
     log::{TcpEntry, format_tcplog},
-    server::{Proxy, Slot, acquire, choose, millis},
+    server::{Attempts, Proxy, Slot, acquire, millis},
     tunnel::{self, TunnelEnd},
 };
 
@@ -67,7 +67,7 @@ pub(super) async fn serve<IO>(
     entry.t_queue = millis(queued_at);
     let mut slot = Slot::take(proxy, b, s);
     let connect_started = Instant::now();
-    let mut attempts = 0u32;
+    let mut attempts = Attempts::default();
     let server_stream = loop {
         let server = &backend.servers[s];
         let connected = tokio::time::timeout(
@@ -78,41 +78,17 @@ pub(super) async fn serve<IO>(
         if let Ok(Ok(stream)) = connected {
             break stream;
         }
-        server
-            .counters
-            .connect_errors
-            .fetch_add(1, Ordering::Relaxed);
-        backend
-            .counters
-            .connect_errors
-            .fetch_add(1, Ordering::Relaxed);
-        if attempts >= backend.spec.retries {
+        if !attempts.failed(proxy, b, &mut s, &mut slot, &mut tried, &up, key) {
             entry.server = server.spec.name.clone();
             entry.termination = *b"SC";
-            entry.retries = attempts;
+            entry.retries = attempts.made;
             log(proxy, f, entry, started);
             return;
-        }
-        attempts += 1;
-        server.counters.retries.fetch_add(1, Ordering::Relaxed);
-        backend.counters.retries.fetch_add(1, Ordering::Relaxed);
-        if backend.spec.options.redispatch && attempts == backend.spec.retries {
-            tried[s] = true;
-            if let Some(other) = choose(backend, None, &tried, &up, key) {
-                server.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .redispatches
-                    .fetch_add(1, Ordering::Relaxed);
-                drop(slot);
-                s = other;
-                slot = Slot::take(proxy, b, s);
-            }
         }
     };
     let _ = server_stream.set_nodelay(true);
     entry.t_connect = millis(connect_started);
-    entry.retries = attempts;
+    entry.retries = attempts.made;
     let server = &backend.servers[s];
     entry.server = server.spec.name.clone();
     let _server_session = server.counters.enter();
