@@ -23,6 +23,7 @@ use tokio::{
 };
 
 const FRONTEND: &str = "10.0.1.1:8080";
+const FRONTEND_TLS: &str = "10.0.1.1:8443";
 const SECONDS: u32 = 8;
 const CONNECTIONS: u32 = 50;
 /// Idle connections held open for the memory row. HAProxy's maxconn must stay under this
@@ -50,25 +51,54 @@ struct Load {
     name: &'static str,
     path: &'static str,
     close: bool,
+    tls: bool,
 }
 
-const LOADS: [Load; 3] = [
+const LOADS: [Load; 5] = [
     Load {
         name: "small, keep-alive",
         path: "/",
         close: false,
+        tls: false,
     },
     Load {
         name: "small, Connection: close",
         path: "/",
         close: true,
+        tls: false,
     },
     Load {
         name: "64 KiB, keep-alive",
         path: "/64k",
         close: false,
+        tls: false,
+    },
+    Load {
+        name: "HTTPS small, keep-alive",
+        path: "/",
+        close: false,
+        tls: true,
+    },
+    Load {
+        name: "HTTPS handshake per request",
+        path: "/",
+        close: true,
+        tls: true,
     },
 ];
+
+/// Writes a self-signed ECDSA certificate and its key into one PEM file (what all three
+/// proxies accept) and returns its path.
+fn certificate(dir: &Path) -> anyhow::Result<PathBuf> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["bench.example".to_string()])?.self_signed(&key)?;
+    write(
+        dir,
+        "bench.pem",
+        &format!("{}{}", cert.pem(), key.serialize_pem()),
+    )
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
@@ -128,14 +158,15 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts `proxy` on the balancer; returns its pid.
-fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<u32> {
+fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<u32> {
     let backend = format!("{}:80", real_addr(1));
+    let pem = pem.display();
     let mut command = match proxy {
         Proxy::Lb => {
             let bpf_dir = unique_bpf_dir();
             let config = format!(
                 "[global]\nbpf_dir = \"{}\"\nthreads = 1\n\n[defaults]\nlog = \"none\"\nmaxconn = 9000\n\n\
-                 [[listen]]\nname = \"bench\"\nbind = [\"{FRONTEND}\"]\n\
+                 [[listen]]\nname = \"bench\"\nbind = [\"{FRONTEND}\", \"{FRONTEND_TLS} ssl crt {pem}\"]\n\
                  servers = [{{ name = \"b1\", addr = \"{backend}\" }}]\n",
                 bpf_dir.display()
             );
@@ -150,7 +181,7 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<u32> {
             let config = format!(
                 "global\n  nbthread 1\n  maxconn 9000\ndefaults\n  mode http\n  timeout connect 5s\n  \
                  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
-                 frontend fe\n  bind {FRONTEND}\n  default_backend be\nbackend be\n  server b1 {backend}\n"
+                 frontend fe\n  bind {FRONTEND}\n  bind {FRONTEND_TLS} ssl crt {pem}\n  default_backend be\nbackend be\n  server b1 {backend}\n"
             );
             let file = write(dir, "haproxy.cfg", &config)?;
             let mut command = lab.host("lb").command("haproxy")?;
@@ -165,7 +196,7 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<u32> {
                  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
                  uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
                  upstream be {{ server {backend}; keepalive 64; }}\n\
-                 server {{\n  listen {FRONTEND};\n  location / {{ proxy_pass http://be; \
+                 server {{\n  listen {FRONTEND};\n  listen {FRONTEND_TLS} ssl;\n  ssl_certificate {pem};\n  ssl_certificate_key {pem};\n  location / {{ proxy_pass http://be; \
                  proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n",
                 dir = dir.display()
             );
@@ -217,7 +248,11 @@ fn wrk(lab: &Lab, load: &Load, seconds: u32) -> anyhow::Result<(f64, f64, f64, f
     if load.close {
         command.args(["-H", "Connection: close"]);
     }
-    command.arg(format!("http://{FRONTEND}{}", load.path));
+    if load.tls {
+        command.arg(format!("https://{FRONTEND_TLS}{}", load.path));
+    } else {
+        command.arg(format!("http://{FRONTEND}{}", load.path));
+    }
     let output = command
         .output()
         .context("running wrk (run `cargo xtask setup`)")?;
@@ -297,8 +332,8 @@ fn idle_memory(lab: &Lab, pid: u32, count: usize) -> anyhow::Result<f64> {
     Ok((after - before) * 1024.0 / count as f64)
 }
 
-fn measure(lab: &Lab, proxy: Proxy, dir: &Path) -> anyhow::Result<(Vec<Figures>, f64)> {
-    let pid = start_proxy(lab, proxy, dir)?;
+fn measure(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<(Vec<Figures>, f64)> {
+    let pid = start_proxy(lab, proxy, dir, pem)?;
     // Warm-up: connections, pools, caches.
     wrk(lab, &LOADS[0], 2)?;
     let idle = idle_memory(lab, pid, IDLE)?;
@@ -344,17 +379,18 @@ pub fn l7() -> anyhow::Result<()> {
         dir.path(),
         false,
     )?;
+    let pem = certificate(dir.path())?;
     let proxies = [Proxy::Lb, Proxy::Haproxy, Proxy::Nginx];
     let mut results = Vec::new();
     for proxy in proxies {
-        results.push(measure(&lab, proxy, dir.path())?);
+        results.push(measure(&lab, proxy, dir.path(), &pem)?);
     }
     let haproxy = &results[1];
     println!(
         "l7: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s from the client host; one backend (nginx); proxies with one thread"
     );
     println!(
-        "{:<26} {:<8} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>10} {:>6} {:>8} {:>6}",
+        "{:<28} {:<8} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>10} {:>6} {:>8} {:>6}",
         "load",
         "proxy",
         "req/s",
@@ -373,7 +409,7 @@ pub fn l7() -> anyhow::Result<()> {
             let f = results[p].0[l];
             let h = haproxy.0[l];
             println!(
-                "{:<26} {:<8} {:>9.0} {:>6.2} {:>8.2} {:>6.2} {:>8.2} {:>6.2} {:>10.2} {:>6.2} {:>8.1} {:>6.2}",
+                "{:<28} {:<8} {:>9.0} {:>6.2} {:>8.2} {:>6.2} {:>8.2} {:>6.2} {:>10.2} {:>6.2} {:>8.1} {:>6.2}",
                 load.name,
                 proxy.name(),
                 f.rps,
