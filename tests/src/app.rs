@@ -87,7 +87,8 @@ async fn serve_connection(mut stream: TcpStream, name: &str, stats: &AppStats) {
             return;
         };
         buffer.drain(..consumed);
-        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let target = head.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("/").to_string();
         let close = header(&lower, "connection").is_some_and(|v| v.contains("close"));
         let (extra, body) = match path.as_str() {
             "/login" => (

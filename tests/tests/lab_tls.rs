@@ -1,5 +1,6 @@
 //! Netns lab: HTTPS termination checked by a real client (curl with the test CA): two SNI
-//! names and a default certificate, ALPN http/1.1, a plain bind redirecting to https, the
+//! names and a default certificate, ALPN h2 and http/1.1 (HTTP/2 to the proxy, HTTP/1.1 to
+//! the server), a plain bind redirecting to https, the
 //! X-Forwarded-Proto and HSTS headers as rules. Needs root.
 
 use std::{path::Path, process::Output, sync::Arc, time::Duration};
@@ -106,6 +107,7 @@ fn https_with_sni_default_certificate_and_redirect() {
             &lab,
             &[
                 "-v",
+                "--http1.1",
                 "-D",
                 "-",
                 "--cacert",
@@ -130,6 +132,43 @@ fn https_with_sni_default_certificate_and_redirect() {
         assert!(stderr.contains(&format!("CN={name}")), "{stderr}");
         assert!(stderr.contains("http/1.1"), "ALPN: {stderr}");
     }
+
+    // HTTP/2 through the same bind (ALPN h2): routed, rewritten and answered the same way,
+    // the server getting HTTP/1.1 with a Host header made from `:authority`.
+    let out = curl(
+        &lab,
+        &[
+            "-v",
+            "--http2",
+            "-D",
+            "-",
+            "--cacert",
+            &ca,
+            "--resolve",
+            "a.example:8443:10.0.1.1",
+            "https://a.example:8443/head?h2=1",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("http/2 200"), "{stdout}");
+    assert!(
+        stdout.contains("strict-transport-security: max-age=31536000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("get /head?h2=1 http/1.1"),
+        "the server saw: {stdout}"
+    );
+    assert!(
+        stdout.contains("host: a.example:8443"),
+        "the server saw: {stdout}"
+    );
+    assert!(
+        stdout.contains("x-forwarded-proto: https"),
+        "the server saw: {stdout}"
+    );
 
     // Another name gets the default certificate: curl rejects it for that name, and shows it.
     let out = curl(

@@ -26,7 +26,7 @@ use hyper::{
     header::{self, HeaderName, HeaderValue},
     service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore, watch},
@@ -132,6 +132,19 @@ impl Proxy {
         out
     }
 }
+
+/// Concurrent HTTP/2 streams per client connection (HAProxy's `tune.h2.max-concurrent-streams`
+/// defaults to 100 too).
+const H2_MAX_STREAMS: u32 = 100;
+/// Streams a client may reset before the proxy has seen them served: past it the connection
+/// is closed (CVE-2023-44487, "rapid reset").
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the proxy may reset for a client's protocol errors before closing its connection.
+const H2_MAX_LOCAL_RESETS: usize = 256;
+/// Largest header list a client may send (the CONTINUATION flood bound), bytes.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Largest send buffer per stream, bytes.
+const H2_MAX_SEND_BUFFER: usize = 256 * 1024;
 
 /// Headers that describe one hop and are not forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -317,6 +330,30 @@ async fn serve_client<IO>(
             async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy, tls).await) }
         })
     };
+    if tls {
+        // TLS binds speak HTTP/2 too (ALPN h2): the builder reads the preface to tell.
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(keep_alive);
+        // Bounds on what one client can make the proxy hold: streams, resets (rapid reset),
+        // header lists (CONTINUATION floods), send buffers.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+            .max_header_list_size(H2_MAX_HEADER_LIST)
+            .max_send_buf_size(H2_MAX_SEND_BUFFER);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, %peer, "client connection ended");
+        }
+        return;
+    }
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -386,6 +423,14 @@ async fn handle(
     }
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (mut parts, incoming) = request.into_parts();
+    // HTTP/2 carries the host as `:authority`: rules, ACLs and HTTP/1.1 servers want Host.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    let h2 = parts.version == hyper::Version::HTTP_2;
     // A chunked body's first chunk is read before anything is forwarded, so a bad chunk
     // size gets its 400 here instead of a request head half-sent to a server.
     let body = if parts.headers.contains_key(header::TRANSFER_ENCODING) {
@@ -670,10 +715,12 @@ async fn handle(
         &mut parts.headers,
         &vars,
     );
-    // Servers get origin-form targets (RFC 9112 section 3.2.1), whatever form the client used.
+    // Servers get origin-form targets (RFC 9112 section 3.2.1), whatever form the client used,
+    // over HTTP/1.1 whatever version the client spoke.
     if let Some(path_and_query) = parts.uri.path_and_query().cloned() {
         parts.uri = path_and_query.into();
     }
+    parts.version = hyper::Version::HTTP_11;
     let mut request = Request::from_parts(parts, body);
 
     // Send; a pooled connection the server closed meanwhile gives the request back unsent,
@@ -812,7 +859,8 @@ async fn handle(
         &mut parts.headers,
         &vars,
     );
-    if frontend.spec.options.connection == ConnectionMode::Close {
+    // HTTP/2 has no Connection header (RFC 9113 section 8.2.2).
+    if frontend.spec.options.connection == ConnectionMode::Close && !h2 {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

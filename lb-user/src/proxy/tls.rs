@@ -1,7 +1,7 @@
 //! TLS termination for `bind ADDR ssl crt FILE [crt FILE ...]`: rustls (TLS 1.2 and 1.3),
 //! each FILE a PEM with a certificate chain and its private key (as HAProxy's `crt`); the
 //! certificate for a handshake is the first whose names cover the client's SNI, else the
-//! first one (the default). ALPN offers `http/1.1`.
+//! first one (the default). ALPN offers `h2` and `http/1.1`.
 
 use std::{fmt, path::Path, sync::Arc};
 
@@ -45,7 +45,7 @@ impl TlsSettings {
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(BySni { keys }));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsSettings {
             files: files.to_vec(),
             config: Arc::new(config),
