@@ -200,3 +200,140 @@ fn https_with_sni_default_certificate_and_redirect() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("CN=default.example"), "{stderr}");
 }
+
+/// A client opening streams over one HTTP/2 connection and resetting them at once (the
+/// "rapid reset" attack) makes no server work and no proxy growth; a header list past the
+/// proxy's bound gets 431 (or a reset), never a forwarded request.
+#[test]
+fn http2_reset_flood_and_huge_headers_stay_bounded() {
+    require_root();
+    let lab = balancer_with_reals("h2flood", 1).build().expect("lab");
+    let stats = Arc::new(AppStats::default());
+    let seen = stats.clone();
+    lab.host("real1")
+        .spawn(move || async move {
+            let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
+            app_server(listener, "real1".into(), seen, Duration::from_secs(120)).await;
+        })
+        .expect("app");
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certificates(dir.path(), &["a.example"]);
+    let pem = |name: &str| dir.path().join(format!("{name}.pem"));
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n[defaults]\nlog = \"none\"\n\n[[listen]]\nname = \"www\"\n\
+         bind = [\"10.0.1.1:8443 ssl crt {}\"]\nservers = [{{ name = \"web1\", addr = \"{}:80\" }}]\n",
+        bpf_dir.display(),
+        pem("a.example").display(),
+        real_addr(1)
+    );
+    let agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss();
+    let ca = pem("ca");
+    let (sent, closed, huge) = lab
+        .host("client")
+        .spawn(move || async move {
+            const FLOOD: usize = 20_000;
+            let mut send = h2_connect(&ca).await?;
+            let mut sent = 0;
+            let mut closed = false;
+            for _ in 0..FLOOD {
+                let request = http::Request::get("https://a.example:8443/slow").body(())?;
+                let ready = match send.clone().ready().await {
+                    Ok(ready) => ready,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                };
+                send = ready;
+                match send.send_request(request, true) {
+                    Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+                sent += 1;
+            }
+            // A fresh connection with one header list past the bound.
+            let mut send = h2_connect(&ca).await?.ready().await?;
+            let request = http::Request::get("https://a.example:8443/")
+                .header("x-huge", "a".repeat(128 * 1024))
+                .body(())?;
+            let huge = match send.send_request(request, true) {
+                Ok((response, _)) => match response.await {
+                    Ok(response) => Some(response.status().as_u16()),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            anyhow::Ok((sent, closed, huge))
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("flood");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss();
+    eprintln!(
+        "rapid reset: {sent} streams sent before the proxy closed the connection ({closed}); \
+         {} requests reached the server; huge headers: {huge:?}; RSS {before} -> {after} KiB",
+        stats.requests()
+    );
+
+    assert!(
+        stats.requests() < 1000,
+        "{} requests reached the server",
+        stats.requests()
+    );
+    assert!(
+        huge.is_none_or(|status| status == 431),
+        "a 128 KiB header list was answered {huge:?}"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "the proxy grew from {before} to {after} KiB"
+    );
+}
+
+/// An HTTP/2 client connection to the lab's TLS bind, trusting the test CA at `ca`.
+async fn h2_connect(ca: &Path) -> anyhow::Result<h2::client::SendRequest<bytes::Bytes>> {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, ServerName, pem::PemObject},
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect("10.0.1.1:8443").await?;
+    let tls = connector
+        .connect(ServerName::try_from("a.example")?, tcp)
+        .await?;
+    let (send, connection) = h2::client::handshake(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(send)
+}
