@@ -153,3 +153,102 @@ fn apiserver_layout_half_close_and_server_death() {
         assert_ne!(who, "real3");
     }
 }
+
+/// `balance rdp-cookie`: an RDP client's first packet (`Cookie: mstshash=USER`) decides the
+/// server, so a user's reconnections land on the same one; the packet still reaches it.
+#[test]
+fn rdp_cookie_keeps_each_user_on_one_server() {
+    require_root();
+    let lab = balancer_with_reals("rdp", 3).build().expect("lab");
+    for i in 1..=3 {
+        // A terminal server stand-in: reads the client's bytes up to the first line end and
+        // answers its name and what it read (the RDP packet is not text, so no line reader).
+        lab.host(&format!("real{i}"))
+            .spawn(move || async move {
+                let listener = TcpListener::bind("0.0.0.0:3389").await.expect("bind");
+                let serve = async move {
+                    loop {
+                        let Ok((mut stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        tokio::spawn(async move {
+                            let mut got = Vec::new();
+                            let mut byte = [0u8; 1];
+                            while !got.ends_with(b"\n") {
+                                if stream.read_exact(&mut byte).await.is_err() {
+                                    return;
+                                }
+                                got.push(byte[0]);
+                            }
+                            let reply =
+                                format!("real{i}:{}\n", String::from_utf8_lossy(&got).trim_end());
+                            let _ = stream.write_all(reply.as_bytes()).await;
+                        });
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(60), serve).await;
+            })
+            .expect("server");
+    }
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n[[listen]]\nname = \"rdp\"\nmode = \"tcp\"\nbind = [\"10.0.1.1:3389\"]\n\
+         balance = \"rdp-cookie\"\n\
+         servers = [{{ name = \"t1\", addr = \"{}:3389\" }}, {{ name = \"t2\", addr = \"{}:3389\" }}, {{ name = \"t3\", addr = \"{}:3389\" }}]\n",
+        bpf_dir.display(),
+        real_addr(1),
+        real_addr(2),
+        real_addr(3)
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    std::thread::sleep(Duration::from_millis(500));
+    let users = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ];
+    let answers = lab
+        .host("client")
+        .spawn(move || async move {
+            let mut answers = Vec::new();
+            for user in users {
+                for _ in 0..3 {
+                    let mut stream = TcpStream::connect("10.0.1.1:3389").await?;
+                    // An X.224 Connection Request in a TPKT, with the routing cookie.
+                    let cookie = format!("Cookie: mstshash={user}\r\n");
+                    let length = (11 + cookie.len() + 8) as u16;
+                    let mut packet = vec![0x03, 0x00];
+                    packet.extend_from_slice(&length.to_be_bytes());
+                    packet.extend_from_slice(&[(length - 5) as u8, 0xe0, 0, 0, 0, 0, 0]);
+                    packet.extend_from_slice(cookie.as_bytes());
+                    packet.extend_from_slice(&[0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00]);
+                    stream.write_all(&packet).await?;
+                    let mut reply = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !reply.ends_with(b"\n") {
+                        stream.read_exact(&mut byte).await?;
+                        reply.push(byte[0]);
+                    }
+                    let reply = String::from_utf8_lossy(&reply).into_owned();
+                    // The server got the whole cookie line: it echoes it after its name.
+                    anyhow::ensure!(reply.contains(&format!("mstshash={user}")), "{reply}");
+                    let name = reply.split(':').next().unwrap_or_default().to_string();
+                    answers.push((user, name));
+                }
+            }
+            anyhow::Ok(answers)
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("RDP connections");
+    let mut servers = std::collections::BTreeSet::new();
+    for user in users {
+        let seen: std::collections::BTreeSet<&String> = answers
+            .iter()
+            .filter(|(u, _)| *u == user)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(seen.len(), 1, "{user} went to {seen:?}");
+        servers.extend(seen.into_iter().cloned());
+    }
+    assert!(servers.len() >= 2, "eight users all on {servers:?}");
+}

@@ -690,8 +690,15 @@ fn validate_backend(
             Algorithm::Uri | Algorithm::UrlParam | Algorithm::Hdr
         ) {
             let span = balance_value.map(Spanned::span).unwrap_or(0..0);
-            return fail(span, "this balance algorithm reads HTTP requests: mode tcp takes roundrobin, static-rr, leastconn, first, source or random".into());
+            return fail(span, "this balance algorithm reads HTTP requests: mode tcp takes roundrobin, static-rr, leastconn, first, source, random or rdp-cookie".into());
         }
+    }
+    if mode == Mode::Http && balance == Algorithm::RdpCookie {
+        let span = balance_value.map(Spanned::span).unwrap_or(0..0);
+        return fail(
+            span,
+            "rdp-cookie reads RDP connections: it needs mode tcp".into(),
+        );
     }
     let timeout_connect = timeout(
         &backend.timeout.connect,

@@ -40,6 +40,9 @@ pub enum Algorithm {
     UrlParam,
     /// Hash of a header's value; round robin when the request has none.
     Hdr,
+    /// Hash of an RDP client's cookie (`Cookie: mstshash=...` in its first packet); round
+    /// robin when it sends none (TCP mode).
+    RdpCookie,
     /// Two random choices, the less loaded one.
     Random,
 }
@@ -104,6 +107,8 @@ pub enum HashInput {
     UrlParam(String),
     /// A header's value.
     Header(hyper::header::HeaderName),
+    /// An RDP cookie's value (`rdp-cookie(NAME)`, default `mstshash`).
+    RdpCookie(String),
 }
 
 /// Parses a `balance` line: the algorithm and what it hashes.
@@ -155,6 +160,10 @@ pub fn parse_balance(line: &str) -> Result<(Algorithm, HashInput), String> {
             }
             Ok((Algorithm::Uri, HashInput::Uri(uri)))
         }
+        "rdp-cookie" => Ok((
+            Algorithm::RdpCookie,
+            HashInput::RdpCookie("mstshash".into()),
+        )),
         "url_param" => match rest.as_slice() {
             [name] => Ok((
                 Algorithm::UrlParam,
@@ -163,6 +172,16 @@ pub fn parse_balance(line: &str) -> Result<(Algorithm, HashInput), String> {
             _ => Err("`url_param` needs one parameter name".into()),
         },
         other => {
+            if let Some(name) = other
+                .strip_prefix("rdp-cookie(")
+                .and_then(|n| n.strip_suffix(')'))
+                .filter(|n| !n.is_empty())
+            {
+                if !rest.is_empty() {
+                    return Err("`rdp-cookie(name)` takes no further arguments".into());
+                }
+                return Ok((Algorithm::RdpCookie, HashInput::RdpCookie(name.to_string())));
+            }
             if let Some(name) = other.strip_prefix("hdr(").and_then(|n| n.strip_suffix(')')) {
                 let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| format!("`{name}` is not a header name"))?;
@@ -173,10 +192,22 @@ pub fn parse_balance(line: &str) -> Result<(Algorithm, HashInput), String> {
             }
             Err(format!(
                 "expected roundrobin, static-rr, leastconn, first, source, uri, url_param NAME, \
-                 hdr(NAME) or random, found `{other}`"
+                 hdr(NAME), rdp-cookie(NAME) or random, found `{other}`"
             ))
         }
     }
+}
+
+/// The value of cookie `name` in an RDP client's first packet (an X.224 Connection Request
+/// whose user data starts `Cookie: NAME=VALUE` and ends at CR LF, as HAProxy reads it).
+pub fn rdp_cookie<'a>(first: &'a [u8], name: &str) -> Option<&'a str> {
+    let text = first.get(11..)?;
+    let rest = text.strip_prefix(b"Cookie: ")?;
+    let rest = rest.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    std::str::from_utf8(&rest[..end])
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 /// Per-backend state a stateful algorithm keeps between choices.
@@ -324,14 +355,22 @@ impl Balancer {
                 pick
             }
             Algorithm::First => eligible[0],
-            Algorithm::Source | Algorithm::Uri | Algorithm::UrlParam | Algorithm::Hdr => {
+            Algorithm::Source
+            | Algorithm::Uri
+            | Algorithm::UrlParam
+            | Algorithm::Hdr
+            | Algorithm::RdpCookie => {
                 let hash = match (algorithm, key.src, key.text) {
                     (Algorithm::Source, Some(IpAddr::V4(a)), _) => fnv1a(&a.octets()),
                     (Algorithm::Source, Some(IpAddr::V6(a)), _) => fnv1a(&a.octets()),
                     (Algorithm::Uri, _, Some(text)) => fnv1a(text.as_bytes()),
-                    (Algorithm::UrlParam | Algorithm::Hdr, _, Some(text)) => fnv1a(text.as_bytes()),
+                    (
+                        Algorithm::UrlParam | Algorithm::Hdr | Algorithm::RdpCookie,
+                        _,
+                        Some(text),
+                    ) => fnv1a(text.as_bytes()),
                     // Nothing to hash: HAProxy falls back to round robin.
-                    (Algorithm::UrlParam | Algorithm::Hdr, _, None) => {
+                    (Algorithm::UrlParam | Algorithm::Hdr | Algorithm::RdpCookie, _, None) => {
                         return self.choose(Algorithm::RoundRobin, servers, key);
                     }
                     _ => 0,
@@ -609,6 +648,20 @@ mod tests {
         assert!(parse_balance("url_param").is_err());
         assert!(parse_balance("uri depth").is_err());
         assert!(parse_balance("bogus").is_err());
+    }
+
+    #[test]
+    fn rdp_cookies_are_read_from_the_connection_request() {
+        let mut packet = vec![0x03, 0x00, 0x00, 0x2a, 0x25, 0xe0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(b"Cookie: mstshash=alice\r\n\x01\x00\x08\x00\x03\x00\x00\x00");
+        assert_eq!(rdp_cookie(&packet, "mstshash"), Some("alice"));
+        assert_eq!(rdp_cookie(&packet, "other"), None);
+        assert_eq!(rdp_cookie(&packet[..20], "mstshash"), None, "cut short");
+        assert_eq!(
+            parse_balance("rdp-cookie(msts)").unwrap().1,
+            HashInput::RdpCookie("msts".into())
+        );
+        assert_eq!(parse_balance("rdp-cookie").unwrap().0, Algorithm::RdpCookie);
     }
 
     #[test]

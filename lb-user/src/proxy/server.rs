@@ -556,7 +556,7 @@ async fn handle(
     }
 
     let hash_text: Option<String> = match &backend.spec.hash_input {
-        HashInput::None => None,
+        HashInput::None | HashInput::RdpCookie(_) => None,
         HashInput::Uri(uri) => {
             let whole = parts
                 .uri

@@ -6,13 +6,16 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
 
 use super::{
-    balance::Key,
+    balance::{HashInput, Key, rdp_cookie},
     log::{TcpEntry, format_tcplog},
     server::{Attempts, Proxy, Slot, acquire, millis},
     tunnel::{self, TunnelEnd},
@@ -26,7 +29,7 @@ pub(super) async fn serve<IO>(
     f: usize,
     proxy: &Arc<Proxy>,
 ) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    IO: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let accepted = SystemTime::now();
     let started = Instant::now();
@@ -39,9 +42,20 @@ pub(super) async fn serve<IO>(
     let _backend_session = backend.counters.enter();
     let board = proxy.board();
     let up = |s: usize| proxy.server_up(&board, b, s);
+    // rdp-cookie: the client's first packet names its session; it is read now and sent to
+    // the server first.
+    let mut stream = stream;
+    let mut first = Vec::new();
+    if let HashInput::RdpCookie(name) = &backend.spec.hash_input {
+        first = read_first_packet(&mut stream, name).await;
+    }
+    let cookie = match &backend.spec.hash_input {
+        HashInput::RdpCookie(name) => rdp_cookie(&first, name).map(str::to_string),
+        _ => None,
+    };
     let key = Key {
         src: Some(client.ip()),
-        text: None,
+        text: cookie.as_deref(),
     };
     let mut entry = TcpEntry {
         client,
@@ -86,7 +100,14 @@ pub(super) async fn serve<IO>(
             return;
         }
     };
+    let mut server_stream = server_stream;
     let _ = server_stream.set_nodelay(true);
+    if !first.is_empty() && server_stream.write_all(&first).await.is_err() {
+        entry.server = backend.servers[s].spec.name.clone();
+        entry.termination = *b"SD";
+        log(proxy, f, entry, started);
+        return;
+    }
     entry.t_connect = millis(connect_started);
     entry.retries = attempts.made;
     let server = &backend.servers[s];
@@ -95,7 +116,9 @@ pub(super) async fn serve<IO>(
     let stats = tunnel::run(stream, server_stream, backend.spec.timeout_tunnel).await;
     drop(slot);
     for counters in [&frontend.counters, &backend.counters, &server.counters] {
-        counters.bytes_in.fetch_add(stats.up, Ordering::Relaxed);
+        counters
+            .bytes_in
+            .fetch_add(stats.up + first.len() as u64, Ordering::Relaxed);
         counters.bytes_out.fetch_add(stats.down, Ordering::Relaxed);
     }
     entry.bytes = stats.down;
@@ -105,6 +128,31 @@ pub(super) async fn serve<IO>(
         TunnelEnd::Error => *b"CD",
     };
     log(proxy, f, entry, started);
+}
+
+/// How long a client may take to send the packet rdp-cookie reads (HAProxy's
+/// `tcp-request inspect-delay`, which RDP setups set to a few seconds).
+const INSPECT_DELAY: Duration = Duration::from_secs(5);
+
+/// Reads the client's first bytes until the RDP cookie line `name` ends, the packet is
+/// complete, or the inspect delay passes; returns what was read.
+async fn read_first_packet<IO: AsyncRead + Unpin>(stream: &mut IO, name: &str) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    let deadline = tokio::time::Instant::now() + INSPECT_DELAY;
+    loop {
+        let mut chunk = [0u8; 512];
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
+            _ => return buffer,
+        }
+        // A TPKT header gives the packet's length; stop once it is all here.
+        let complete = buffer.len() >= 4
+            && buffer.len() >= usize::from(u16::from_be_bytes([buffer[2], buffer[3]]));
+        if complete || rdp_cookie(&buffer, name).is_some() || buffer.len() >= 4096 {
+            return buffer;
+        }
+    }
 }
 
 fn log(proxy: &Proxy, f: usize, mut entry: TcpEntry, started: Instant) {
