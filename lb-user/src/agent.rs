@@ -37,6 +37,9 @@ pub enum AgentError {
     /// A frontend could not listen.
     #[error("L7 frontend: {0}")]
     Proxy(std::io::Error),
+    /// The health-check thread could not start.
+    #[error("health checks: {0}")]
+    Health(std::io::Error),
 }
 
 /// Checks what only the host can tell: every configured interface exists.
@@ -195,7 +198,7 @@ async fn serve(
     }
     let status_path = health_status_path(dataplane.bpf_dir());
     write_status(&status_path, &board);
-    let _checks = health::spawn(targets, board_tx.clone());
+    let _checks = health::spawn(targets, board_tx.clone()).map_err(AgentError::Health)?;
     let (_proxy_tasks, proxy) = if config.resolved.frontends.is_empty() {
         (None, None)
     } else {

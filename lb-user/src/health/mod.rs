@@ -207,7 +207,35 @@ fn jitter(span: Duration) -> Duration {
 
 /// Starts one checking task per target on the current runtime; each publishes its results
 /// to `board`. The tasks end when the returned set is dropped.
-pub fn spawn(targets: Vec<Target>, board: watch::Sender<HealthBoard>) -> tokio::task::JoinSet<()> {
+/// Running health checks, on a thread and runtime of their own: a busy proxy on the agent's
+/// runtime cannot delay a check past its timeout and mark a healthy server down. Dropping
+/// this stops them.
+pub struct Checks {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts checking `targets`, publishing results on `board`.
+pub fn spawn(targets: Vec<Target>, board: watch::Sender<HealthBoard>) -> std::io::Result<Checks> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("lb-health".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let _tasks = spawn_tasks(targets, board);
+                // Ends when the `Checks` handle is dropped.
+                let _ = stopped.await;
+            });
+        })?;
+    Ok(Checks { _stop: stop })
+}
+
+fn spawn_tasks(
+    targets: Vec<Target>,
+    board: watch::Sender<HealthBoard>,
+) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for target in targets {
         let board = board.clone();
