@@ -8,7 +8,8 @@ use crate::netns::Lab;
 
 /// Starts nginx on lab host `host`, listening on `listen` (`address:port`), answering `/`
 /// with `text` and `/64k` with 64 KiB; files and logs under `dir`. `single` runs one process
-/// without a master (so SIGKILL of the returned pid stops it all), else two workers.
+/// without a master (so SIGKILL of the returned pid stops it all), else two workers. With
+/// `tls`, a PEM file holding a certificate and its key, it serves HTTPS.
 /// Returns the pid.
 pub fn nginx_backend(
     lab: &Lab,
@@ -17,6 +18,7 @@ pub fn nginx_backend(
     text: &str,
     dir: &Path,
     single: bool,
+    tls: Option<&Path>,
 ) -> anyhow::Result<u32> {
     let dir = dir.join(format!("nginx-{host}"));
     std::fs::create_dir_all(&dir)?;
@@ -25,6 +27,13 @@ pub fn nginx_backend(
         "worker_processes 1;\nmaster_process off;"
     } else {
         "worker_processes 2;"
+    };
+    let listen = match tls {
+        Some(pem) => format!(
+            "{listen} ssl;\n  ssl_certificate {pem};\n  ssl_certificate_key {pem}",
+            pem = pem.display()
+        ),
+        None => listen.to_string(),
     };
     let config = format!(
         "{processes}\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\

@@ -39,6 +39,7 @@ fn killing_a_server_under_load_fails_no_request_after_detection() {
                 &format!("real{i}"),
                 dir.path(),
                 true,
+                None,
             )
             .expect("nginx"),
         );

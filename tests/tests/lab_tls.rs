@@ -337,3 +337,75 @@ async fn h2_connect(ca: &Path) -> anyhow::Result<h2::client::SendRequest<bytes::
     });
     Ok(send)
 }
+
+/// TLS to servers: an HTTPS nginx behind the proxy, verified against the test CA by name,
+/// reached; the same server with a CA that did not sign it, refused (503, nothing sent);
+/// `verify none`, reached.
+#[test]
+fn tls_to_servers_is_verified() {
+    require_root();
+    let lab = balancer_with_reals("tlsup", 1).build().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certificates(dir.path(), &["backend.example"]);
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    make_certificates(&other, &[]);
+    let pem = |name: &str| dir.path().join(format!("{name}.pem"));
+    lb_tests::daemons::nginx_backend(
+        &lab,
+        "real1",
+        &format!("{}:443", real_addr(1)),
+        "secure real1",
+        dir.path(),
+        false,
+        Some(&pem("backend.example")),
+    )
+    .expect("nginx");
+    let server = |name: &str, ssl: &str| {
+        format!(
+            "[[listen]]\nname = \"{name}\"\nbind = [\"10.0.1.1:{}\"]\nretries = 0\n\
+             servers = [{{ name = \"s\", addr = \"{}:443\", ssl = \"{ssl}\" }}]\n\n",
+            match name {
+                "verified" => 8081,
+                "wrong_ca" => 8082,
+                _ => 8083,
+            },
+            real_addr(1)
+        )
+    };
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n{}{}{}",
+        bpf_dir.display(),
+        server(
+            "verified",
+            &format!(
+                "verify required ca-file {} sni backend.example",
+                pem("ca").display()
+            )
+        ),
+        server(
+            "wrong_ca",
+            &format!(
+                "verify required ca-file {} sni backend.example",
+                other.join("ca.pem").display()
+            )
+        ),
+        server("unverified", "verify none"),
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    std::thread::sleep(Duration::from_millis(500));
+    let get = |port: u16| {
+        let out = curl(
+            &lab,
+            &["-w", " %{http_code}", &format!("http://10.0.1.1:{port}/")],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get(8081), "secure real1 200");
+    assert!(
+        get(8082).ends_with(" 503"),
+        "an unverifiable server was used"
+    );
+    assert_eq!(get(8083), "secure real1 200");
+}

@@ -755,6 +755,9 @@ pub struct Server {
     /// Health-checked when the backend has a check (default true; HAProxy's `check`).
     #[serde(default = "default_true")]
     pub check: bool,
+    /// TLS to the server: `"verify required ca-file /etc/lb/ca.pem sni api.example"` or
+    /// `"verify none"` (HAProxy's `ssl verify ...`).
+    pub ssl: Option<Spanned<String>>,
 }
 
 fn default_server_weight() -> u32 {

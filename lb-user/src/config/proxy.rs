@@ -250,6 +250,8 @@ pub struct ServerSpec {
     pub cookie: String,
     /// Health-checked.
     pub check: bool,
+    /// TLS to the server.
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::UpstreamTls>>,
 }
 
 /// Validates the L7 sections: frontends (listens after them) and backends (likewise).
@@ -640,6 +642,13 @@ fn validate_backend(
             maxconn: server.maxconn,
             cookie,
             check: server.check,
+            tls: match &server.ssl {
+                Some(line) => Some(std::sync::Arc::new(
+                    crate::proxy::tls::UpstreamTls::parse(line.get_ref(), addr.ip())
+                        .map_err(|e| (line.span(), e))?,
+                )),
+                None => None,
+            },
         });
     }
     let check = match &backend.check {
@@ -692,6 +701,11 @@ fn validate_backend(
             let span = balance_value.map(Spanned::span).unwrap_or(0..0);
             return fail(span, "this balance algorithm reads HTTP requests: mode tcp takes roundrobin, static-rr, leastconn, first, source, random or rdp-cookie".into());
         }
+    }
+    if mode == Mode::Tcp
+        && let Some(ssl) = backend.servers.iter().find_map(|s| s.ssl.as_ref())
+    {
+        return fail(ssl.span(), "`ssl` to servers needs mode http".into());
     }
     if mode == Mode::Http && balance == Algorithm::RdpCookie {
         let span = balance_value.map(Spanned::span).unwrap_or(0..0);

@@ -610,6 +610,7 @@ async fn handle(
             server.spec.addr,
             backend.spec.timeout_connect,
             upgrade.is_some(),
+            server.spec.tls.as_deref(),
         )
         .await
         {
@@ -736,8 +737,13 @@ async fn handle(
             Ok(Ok(response)) => break Ok(response),
             Ok(Err(mut error)) => match error.take_message() {
                 Some(unsent) if pooled => {
-                    match upstream::connect(server.spec.addr, backend.spec.timeout_connect, false)
-                        .await
+                    match upstream::connect(
+                        server.spec.addr,
+                        backend.spec.timeout_connect,
+                        false,
+                        server.spec.tls.as_deref(),
+                    )
+                    .await
                     {
                         Ok(fresh) => {
                             sender = fresh;

@@ -1,7 +1,8 @@
 //! TLS termination for `bind ADDR ssl crt FILE [crt FILE ...]`: rustls (TLS 1.2 and 1.3),
 //! each FILE a PEM with a certificate chain and its private key (as HAProxy's `crt`); the
 //! certificate for a handshake is the first whose names cover the client's SNI, else the
-//! first one (the default). ALPN offers `h2` and `http/1.1`.
+//! first one (the default). ALPN offers `h2` and `http/1.1`. Also TLS to servers
+//! (`ssl = "verify required ca-file FILE [sni NAME]"` or `"verify none"`).
 
 use std::{fmt, path::Path, sync::Arc};
 
@@ -101,6 +102,154 @@ impl ResolvesServerCert for BySni {
             }
         }
         self.keys.first().cloned()
+    }
+}
+
+/// TLS to a server (`ssl = "verify required ca-file FILE [sni NAME]"` or `"verify none"`).
+pub struct UpstreamTls {
+    /// The line it was made from (for messages and comparison).
+    pub line: String,
+    connector: tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UpstreamTls({:?})", self.line)
+    }
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.line == other.line
+    }
+}
+
+impl Eq for UpstreamTls {}
+
+impl UpstreamTls {
+    /// Parses a server's `ssl` line; `addr` names the server when there is no `sni`.
+    pub fn parse(line: &str, addr: std::net::IpAddr) -> Result<UpstreamTls, String> {
+        let mut verify = None;
+        let mut ca_file = None;
+        let mut sni = None;
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            let mut value = || {
+                words
+                    .next()
+                    .ok_or_else(|| format!("`{word}` needs a value"))
+            };
+            match word {
+                "verify" => verify = Some(value()?.to_string()),
+                "ca-file" => ca_file = Some(value()?.to_string()),
+                "sni" => sni = Some(value()?.to_string()),
+                other => {
+                    return Err(format!(
+                        "unknown ssl option `{other}` (known: verify required|none, ca-file FILE, sni NAME)"
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        let config = match (verify.as_deref(), ca_file) {
+            (Some("none"), _) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_no_client_auth(),
+            (Some("required") | None, Some(file)) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let pem = std::fs::read(&file)
+                    .map_err(|e| format!("cannot read ca-file `{file}`: {e}"))?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| format!("`{file}`: bad PEM certificate: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("`{file}`: unusable CA certificate: {e}"))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("ca-file `{file}` holds no certificate"));
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            (Some("required") | None, None) => {
+                return Err("`verify required` needs `ca-file FILE` (or say `verify none`)".into());
+            }
+            (Some(other), _) => {
+                return Err(format!("expected verify required or none, found `{other}`"));
+            }
+        };
+        let name = match sni {
+            Some(name) => ServerName::try_from(name.clone())
+                .map_err(|_| format!("`{name}` is not a server name"))?,
+            None => ServerName::IpAddress(addr.into()),
+        };
+        Ok(UpstreamTls {
+            line: line.to_string(),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+
+    /// Runs the TLS handshake over `stream`.
+    pub async fn connect(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        self.connector.connect(self.name.clone(), stream).await
+    }
+}
+
+/// `verify none`: any certificate is accepted (as HAProxy's `ssl verify none`); signatures
+/// are still checked so the handshake itself is sound.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -18,6 +18,8 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::tls::UpstreamTls;
+
 /// Idle connections older than this are closed rather than reused: most servers close idle
 /// keep-alive connections after 5 s or more (nginx 75 s, Apache 5 s), and a request sent on
 /// a connection the server is closing fails.
@@ -90,6 +92,7 @@ pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     upgrades: bool,
+    tls: Option<&UpstreamTls>,
 ) -> Result<Sender, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
@@ -97,6 +100,21 @@ pub async fn connect(
         Err(_) => return Err(ConnectError::TimedOut),
     };
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => start(stream, upgrades).await,
+        Some(tls) => match tokio::time::timeout(timeout, tls.connect(stream)).await {
+            Ok(Ok(stream)) => start(stream, upgrades).await,
+            Ok(Err(error)) => Err(ConnectError::Failed(error)),
+            Err(_) => Err(ConnectError::TimedOut),
+        },
+    }
+}
+
+/// Runs the HTTP/1.1 client side over a connected (and maybe TLS) stream.
+async fn start<IO>(stream: IO, upgrades: bool) -> Result<Sender, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

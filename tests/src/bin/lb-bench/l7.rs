@@ -378,6 +378,7 @@ pub fn l7() -> anyhow::Result<()> {
         "hello from the backend\\n",
         dir.path(),
         false,
+        None,
     )?;
     let pem = certificate(dir.path())?;
     let proxies = [Proxy::Lb, Proxy::Haproxy, Proxy::Nginx];
