@@ -65,7 +65,7 @@ fn https_with_sni_default_certificate_and_redirect() {
     let bpf_dir = unique_bpf_dir();
     let config = format!(
         "[global]\nbpf_dir = \"{}\"\n\n[[frontend]]\nname = \"www\"\n\
-         bind = [\"10.0.1.1:8080\", \"10.0.1.1:8443 ssl crt {} crt {} crt {}\"]\n\
+         bind = [\"10.0.1.1:8080\", \"10.0.1.1:8443 ssl crt {} crt {} crt {}\", \"10.0.1.1:8090 proto h2\"]\n\
          acls = [\"tls ssl_fc\"]\n\
          http_request = [\"redirect scheme https code 301 unless tls\", \"set-header X-Forwarded-Proto https\"]\n\
          http_response = [\"set-header Strict-Transport-Security max-age=31536000\"]\n\
@@ -168,6 +168,26 @@ fn https_with_sni_default_certificate_and_redirect() {
     assert!(
         stdout.contains("x-forwarded-proto: https"),
         "the server saw: {stdout}"
+    );
+
+    // h2c with prior knowledge on the `proto h2` plain bind: HTTP/2 through the same rules
+    // (not TLS, so the redirect to https applies).
+    let out = curl(
+        &lab,
+        &[
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "-H",
+            "Host: h2c.example",
+            "http://10.0.1.1:8090/head",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(stdout.starts_with("http/2 301"), "{stdout}");
+    assert!(
+        stdout.contains("location: https://h2c.example/head"),
+        "{stdout}"
     );
 
     // Another name gets the default certificate: curl rejects it for that name, and shows it.

@@ -122,6 +122,9 @@ pub struct Bind {
     pub addr: SocketAddr,
     /// TLS termination, when `ssl`.
     pub tls: Option<crate::proxy::tls::TlsSettings>,
+    /// HTTP/2 accepted too (`proto h2`: h2c with prior knowledge on a plain bind; TLS binds
+    /// always offer h2 through ALPN).
+    pub h2: bool,
 }
 
 fn parse_bind(text: &str) -> Result<Bind, String> {
@@ -130,29 +133,38 @@ fn parse_bind(text: &str) -> Result<Bind, String> {
     let addr: SocketAddr = addr_text
         .parse()
         .map_err(|_| format!("expected \"address:port [ssl crt FILE]\", found `{text}`"))?;
-    let rest: Vec<&str> = words.collect();
-    if rest.is_empty() {
-        return Ok(Bind { addr, tls: None });
-    }
-    if rest[0] != "ssl" {
-        return Err(format!(
-            "unknown bind option `{}` (known: ssl crt FILE)",
-            rest[0]
-        ));
-    }
+    let mut ssl = false;
+    let mut h2 = false;
     let mut files = Vec::new();
-    let mut options = rest[1..].iter();
-    while let Some(option) = options.next() {
-        match *option {
-            "crt" => files.push(options.next().ok_or("`crt` needs a file")?.to_string()),
-            other => return Err(format!("unknown ssl option `{other}` (known: crt FILE)")),
+    while let Some(option) = words.next() {
+        match option {
+            "ssl" => ssl = true,
+            "crt" => files.push(words.next().ok_or("`crt` needs a file")?.to_string()),
+            "proto" => match words.next() {
+                Some("h2") => h2 = true,
+                other => {
+                    return Err(format!(
+                        "expected `proto h2`, found `proto {}`",
+                        other.unwrap_or("")
+                    ));
+                }
+            },
+            other => {
+                return Err(format!(
+                    "unknown bind option `{other}` (known: ssl, crt FILE, proto h2)"
+                ));
+            }
         }
     }
-    let tls = crate::proxy::tls::TlsSettings::load(&files)?;
-    Ok(Bind {
-        addr,
-        tls: Some(tls),
-    })
+    if !ssl && !files.is_empty() {
+        return Err("`crt` goes with `ssl`".into());
+    }
+    let tls = if ssl {
+        Some(crate::proxy::tls::TlsSettings::load(&files)?)
+    } else {
+        None
+    };
+    Ok(Bind { addr, tls, h2 })
 }
 
 /// A checked frontend.

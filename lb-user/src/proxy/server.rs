@@ -255,6 +255,7 @@ pub fn spawn(
             let addr = spec.addr;
             let listener = bind(addr)?;
             let acceptor = spec.tls.as_ref().map(|t| t.acceptor());
+            let h2c = spec.h2;
             tracing::info!(frontend = %frontend.spec.name, %addr, tls = acceptor.is_some(), "listening");
             let proxy = proxy.clone();
             let slots = slots.clone();
@@ -280,13 +281,17 @@ pub fn spawn(
                         let _ = stream.set_nodelay(true);
                         let local = stream.local_addr().unwrap_or(peer);
                         match acceptor {
-                            None => serve_client(stream, peer, local, f, proxy, false).await,
+                            None => {
+                                let mode = if h2c { Wire::Auto } else { Wire::Http1 };
+                                serve_client(stream, peer, local, f, proxy, false, mode).await
+                            }
                             Some(acceptor) => {
                                 // The handshake counts against the request head's time.
                                 let limit = proxy.frontends[f].spec.timeout_http_request;
                                 match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => {
-                                        serve_client(tls, peer, local, f, proxy, true).await
+                                        serve_client(tls, peer, local, f, proxy, true, Wire::Auto)
+                                            .await
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, %peer, "TLS handshake failed")
@@ -311,6 +316,7 @@ async fn serve_client<IO>(
     f: usize,
     proxy: Arc<Proxy>,
     tls: bool,
+    wire: Wire,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -330,8 +336,9 @@ async fn serve_client<IO>(
             async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy, tls).await) }
         })
     };
-    if tls {
-        // TLS binds speak HTTP/2 too (ALPN h2): the builder reads the preface to tell.
+    if wire == Wire::Auto {
+        // TLS binds (ALPN h2) and `proto h2` binds speak HTTP/2 too: the builder reads the
+        // preface to tell.
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -363,6 +370,15 @@ async fn serve_client<IO>(
     if let Err(error) = connection.await {
         tracing::debug!(%error, %peer, "client connection ended");
     }
+}
+
+/// Which HTTP versions a client connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// HTTP/1.x only.
+    Http1,
+    /// HTTP/1.x or HTTP/2, told apart by the connection preface.
+    Auto,
 }
 
 /// What the log line and counters need to know about a request as it goes.
