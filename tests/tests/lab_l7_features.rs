@@ -571,8 +571,40 @@ fn timeouts_errorfile_and_access_log() {
         slowloris.1.is_empty() || slowloris.1.starts_with("HTTP/1.1 408"),
         "{slowloris:?}"
     );
+    // A malformed request and a connection that sends nothing are logged too.
+    let (status, _) = lab
+        .host("client")
+        .spawn(|| async {
+            http_exchange(frontend(), b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").await
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("an answer");
+    assert_eq!(status, 400);
+    lab.host("client")
+        .spawn(|| async { drop(TcpStream::connect(frontend()).await) })
+        .expect("client")
+        .join()
+        .expect("client thread");
     std::thread::sleep(Duration::from_millis(300));
     let lines = std::fs::read_to_string(&log).expect("access log");
+    let bad: Vec<&str> = lines.lines().filter(|l| l.contains("<BADREQ>")).collect();
+    assert!(
+        bad.iter()
+            .any(|l| l.contains(" 400 ") && l.contains(" PR-- ")),
+        "no 400 PR-- line in {lines}"
+    );
+    assert!(
+        bad.iter()
+            .any(|l| l.contains(" 408 ") && l.contains(" cR-- ")),
+        "no 408 cR-- line for the slow client in {lines}"
+    );
+    assert!(
+        bad.iter()
+            .any(|l| l.contains(" -1 ") && l.contains(" CR-- ")),
+        "no line for the connection that sent nothing in {lines}"
+    );
     let ok_line = lines
         .lines()
         .find(|l| l.contains(" app/web1 "))

@@ -69,7 +69,12 @@ pub fn format_httplog(entry: &Entry) -> String {
         entry.t_connect,
         entry.t_response,
         entry.t_total,
-        entry.status,
+        // HAProxy prints -1 for a connection that never got a status.
+        if entry.status == 0 {
+            -1
+        } else {
+            i32::from(entry.status)
+        },
         entry.bytes,
         String::from_utf8_lossy(&entry.termination),
         entry.retries,

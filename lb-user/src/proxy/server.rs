@@ -12,7 +12,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     task::{Context, Poll},
     time::{Instant, SystemTime},
@@ -329,12 +329,30 @@ async fn serve_client<IO>(
     }
     let keep_alive = spec.options.connection != ConnectionMode::Close;
     let header_timeout = spec.timeout_http_request;
+    let accepted = SystemTime::now();
+    let started = Instant::now();
+    let served = Arc::new(AtomicBool::new(false));
     let service = {
         let proxy = proxy.clone();
+        let served = served.clone();
         service_fn(move |request| {
             let proxy = proxy.clone();
+            served.store(true, Ordering::Relaxed);
             async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy, tls).await) }
         })
+    };
+    let ended = |result: Result<(), String>, parse: bool, timeout: bool| {
+        connection_ended(
+            &proxy,
+            f,
+            peer,
+            accepted,
+            started,
+            served.load(Ordering::Relaxed),
+            result,
+            parse,
+            timeout,
+        );
     };
     if wire == Wire::Auto {
         // TLS binds (ALPN h2) and `proto h2` binds speak HTTP/2 too: the builder reads the
@@ -356,8 +374,14 @@ async fn serve_client<IO>(
             .max_header_list_size(H2_MAX_HEADER_LIST)
             .max_send_buf_size(H2_MAX_SEND_BUFFER);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, %peer, "client connection ended");
+        match connection.await {
+            Ok(()) => ended(Ok(()), false, false),
+            Err(error) => {
+                let hyper_error = error.downcast_ref::<hyper::Error>();
+                let parse = hyper_error.is_some_and(|e| e.is_parse() || e.is_parse_too_large());
+                let timeout = hyper_error.is_some_and(hyper::Error::is_timeout);
+                ended(Err(error.to_string()), parse, timeout);
+            }
         }
         return;
     }
@@ -367,9 +391,73 @@ async fn serve_client<IO>(
         .keep_alive(keep_alive)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    if let Err(error) = connection.await {
-        tracing::debug!(%error, %peer, "client connection ended");
+    match connection.await {
+        Ok(()) => ended(Ok(()), false, false),
+        Err(error) => {
+            let parse = error.is_parse() || error.is_parse_too_large();
+            let timeout = error.is_timeout();
+            ended(Err(error.to_string()), parse, timeout);
+        }
     }
+}
+
+/// Counts and logs how a client connection ended when no request line says it: a request
+/// that could not be parsed (400, `<BADREQ>`, HAProxy's `PR--`), a head that did not arrive
+/// in time (408, `cR--`), or a connection that sent nothing (`CR--`, not logged with
+/// `option dontlognull`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's facts, gathered by its caller"
+)]
+fn connection_ended(
+    proxy: &Proxy,
+    f: usize,
+    peer: SocketAddr,
+    accepted: SystemTime,
+    started: Instant,
+    served: bool,
+    result: Result<(), String>,
+    parse: bool,
+    timeout: bool,
+) {
+    let frontend = &proxy.frontends[f];
+    let (status, termination) = match &result {
+        Err(_) if parse => (400, *b"PR--"),
+        Err(_) if timeout && !served => (408, *b"cR--"),
+        Ok(()) if !served => (0, *b"CR--"),
+        Err(error) => {
+            tracing::debug!(%error, %peer, "client connection ended");
+            return;
+        }
+        Ok(()) => return,
+    };
+    if status != 0 {
+        frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
+        frontend.counters.response(status);
+    } else if frontend.spec.options.dontlognull {
+        return;
+    }
+    if frontend.logger.is_off() {
+        return;
+    }
+    let entry = Entry {
+        client: peer,
+        accepted,
+        frontend: frontend.spec.name.clone(),
+        backend: frontend.spec.name.clone(),
+        server: "<NOSRV>".into(),
+        t_request: -1,
+        t_queue: -1,
+        t_connect: -1,
+        t_response: -1,
+        t_total: millis(started),
+        status,
+        bytes: 0,
+        termination,
+        retries: 0,
+        request_line: "<BADREQ>".into(),
+    };
+    frontend.logger.log(format_httplog(&entry));
 }
 
 /// Which HTTP versions a client connection may speak.
