@@ -16,6 +16,7 @@ use lb_tests::{
     daemons::nginx_backend,
     netns::Lab,
     topology::{balancer_with_reals, real_addr},
+    traffic::{bulk_download, bulk_server},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -24,6 +25,11 @@ use tokio::{
 
 const FRONTEND: &str = "10.0.1.1:8080";
 const FRONTEND_TLS: &str = "10.0.1.1:8443";
+/// TCP-mode frontend for the bulk row, in front of a bulk sender on real1:9000.
+const FRONTEND_TCP: &str = "10.0.1.1:9000";
+/// Bulk row: connections, each this many bytes.
+const BULK_CONNECTIONS: u64 = 4;
+const BULK_BYTES: u64 = 512 << 20;
 const SECONDS: u32 = 8;
 const CONNECTIONS: u32 = 50;
 /// Idle connections held open for the memory row. HAProxy's maxconn must stay under this
@@ -160,6 +166,7 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
 /// Starts `proxy` on the balancer; returns its pid.
 fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<u32> {
     let backend = format!("{}:80", real_addr(1));
+    let bulk = format!("{}:9000", real_addr(1));
     let pem = pem.display();
     let mut command = match proxy {
         Proxy::Lb => {
@@ -167,7 +174,9 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Resul
             let config = format!(
                 "[global]\nbpf_dir = \"{}\"\nthreads = 1\n\n[defaults]\nlog = \"none\"\nmaxconn = 9000\n\n\
                  [[listen]]\nname = \"bench\"\nbind = [\"{FRONTEND}\", \"{FRONTEND_TLS} ssl crt {pem}\"]\n\
-                 servers = [{{ name = \"b1\", addr = \"{backend}\" }}]\n",
+                 servers = [{{ name = \"b1\", addr = \"{backend}\" }}]\n\n\
+                 [[listen]]\nname = \"bulk\"\nmode = \"tcp\"\nbind = [\"{FRONTEND_TCP}\"]\n\
+                 servers = [{{ name = \"b1\", addr = \"{bulk}\" }}]\n",
                 bpf_dir.display()
             );
             // The pins go with the lab; keep the guard's directory for the agent's lifetime.
@@ -181,7 +190,8 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Resul
             let config = format!(
                 "global\n  nbthread 1\n  maxconn 9000\ndefaults\n  mode http\n  timeout connect 5s\n  \
                  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
-                 frontend fe\n  bind {FRONTEND}\n  bind {FRONTEND_TLS} ssl crt {pem}\n  default_backend be\nbackend be\n  server b1 {backend}\n"
+                 frontend fe\n  bind {FRONTEND}\n  bind {FRONTEND_TLS} ssl crt {pem}\n  default_backend be\nbackend be\n  server b1 {backend}\n\
+                 listen bulk\n  mode tcp\n  bind {FRONTEND_TCP}\n  server b1 {bulk}\n"
             );
             let file = write(dir, "haproxy.cfg", &config)?;
             let mut command = lab.host("lb").command("haproxy")?;
@@ -332,7 +342,42 @@ fn idle_memory(lab: &Lab, pid: u32, count: usize) -> anyhow::Result<f64> {
     Ok((after - before) * 1024.0 / count as f64)
 }
 
-fn measure(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<(Vec<Figures>, f64)> {
+/// CPU seconds the proxy spends per GB copied in TCP mode (`None`: this proxy has no TCP
+/// mode here).
+fn bulk_cpu_per_gb(lab: &Lab, proxy: Proxy, pid: u32) -> anyhow::Result<Option<f64>> {
+    if proxy == Proxy::Nginx {
+        // Debian's nginx builds `stream` as a module package that is not installed here.
+        return Ok(None);
+    }
+    let cpu = tree_cpu(pid)?;
+    let got = lab
+        .host("client")
+        .spawn(|| async {
+            let mut total = 0;
+            for _ in 0..BULK_CONNECTIONS {
+                total += bulk_download(FRONTEND_TCP.parse().expect("addr")).await?;
+            }
+            anyhow::Ok(total)
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("bulk client panicked"))??;
+    ensure!(
+        got == BULK_CONNECTIONS * BULK_BYTES,
+        "{} copied {got} bytes of {}",
+        proxy.name(),
+        BULK_CONNECTIONS * BULK_BYTES
+    );
+    Ok(Some(
+        (tree_cpu(pid)? - cpu) * (1u64 << 30) as f64 / got as f64,
+    ))
+}
+
+fn measure(
+    lab: &Lab,
+    proxy: Proxy,
+    dir: &Path,
+    pem: &Path,
+) -> anyhow::Result<(Vec<Figures>, f64, Option<f64>)> {
     let pid = start_proxy(lab, proxy, dir, pem)?;
     // Warm-up: connections, pools, caches.
     wrk(lab, &LOADS[0], 2)?;
@@ -350,11 +395,12 @@ fn measure(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<(V
             rss_mib: tree_rss(pid),
         });
     }
+    let bulk = bulk_cpu_per_gb(lab, proxy, pid)?;
     // Stop it: the next proxy binds the same address.
     // SAFETY: plain kill(2) of a child this lab started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     std::thread::sleep(Duration::from_millis(500));
-    Ok((rows, idle))
+    Ok((rows, idle, bulk))
 }
 
 pub fn l7() -> anyhow::Result<()> {
@@ -371,6 +417,12 @@ pub fn l7() -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let lab = balancer_with_reals("l7bench", 1).build()?;
+    lab.host("real1").spawn(|| async {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:9000")
+            .await
+            .expect("bind the bulk sender");
+        bulk_server(listener, BULK_BYTES, Duration::from_secs(1800)).await;
+    })?;
     nginx_backend(
         &lab,
         "real1",
@@ -435,6 +487,25 @@ pub fn l7() -> anyhow::Result<()> {
             results[p].1,
             results[p].1 / haproxy.1
         );
+    }
+    println!();
+    println!(
+        "TCP mode, {BULK_CONNECTIONS} x {} MiB downloads: proxy CPU-s per GB",
+        BULK_BYTES >> 20
+    );
+    for (p, proxy) in proxies.iter().enumerate() {
+        match (results[p].2, haproxy.2) {
+            (Some(cpu), Some(ha)) => println!(
+                "{:<8} {:>8.3} CPU-s/GB   / haproxy {:>5.2}",
+                proxy.name(),
+                cpu,
+                cpu / ha
+            ),
+            _ => println!(
+                "{:<8} n/a (no TCP mode: nginx's stream module is not installed)",
+                proxy.name()
+            ),
+        }
     }
     println!(
         "targets: CPU per request and p99 no worse than HAProxy's; memory per idle connection no more"
