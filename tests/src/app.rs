@@ -47,17 +47,12 @@ pub async fn app_server(
     stats: Arc<AppStats>,
     lifetime: Duration,
 ) {
-    let serve = async {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            stats.connections.fetch_add(1, Ordering::SeqCst);
-            let (name, stats) = (name.clone(), stats.clone());
-            tokio::spawn(async move { serve_connection(stream, &name, &stats).await });
-        }
-    };
-    let _ = tokio::time::timeout(lifetime, serve).await;
+    crate::traffic::serve_connections(listener, lifetime, |stream| {
+        stats.connections.fetch_add(1, Ordering::SeqCst);
+        let (name, stats) = (name.clone(), stats.clone());
+        async move { serve_connection(stream, &name, &stats).await }
+    })
+    .await;
 }
 
 async fn serve_connection(mut stream: TcpStream, name: &str, stats: &AppStats) {

@@ -98,24 +98,35 @@ pub async fn udp_echo_client(server: SocketAddr, datagrams: usize) -> anyhow::Re
     Ok(echoed)
 }
 
+/// Accepts connections on `listener` until `lifetime` runs out, serving each with `serve` on a
+/// task of its own: the accept loop every test server shares.
+pub async fn serve_connections<F, Fut>(listener: TcpListener, lifetime: Duration, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let accept = async {
+        loop {
+            if let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream));
+            }
+        }
+    };
+    let _ = tokio::time::timeout(lifetime, accept).await;
+}
+
 /// A small HTTP/1.1 server for lab reals: answers every request with `name` as the body and
 /// closes the connection. Serves until `lifetime` runs out.
 pub async fn http_name_server(listener: TcpListener, name: String, lifetime: Duration) {
-    let serve = async {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let name = name.clone();
-            tokio::spawn(async move {
-                if !read_request(&mut stream).await {
-                    return;
-                }
+    serve_connections(listener, lifetime, |mut stream| {
+        let name = name.clone();
+        async move {
+            if read_request(&mut stream).await {
                 respond(&mut stream, "200 OK", &name).await;
-            });
+            }
         }
-    };
-    let _ = tokio::time::timeout(lifetime, serve).await;
+    })
+    .await;
 }
 
 /// GET / from `server`, from the local address `bind` (a fixed source port makes the flow
@@ -152,52 +163,40 @@ pub async fn http_get_from(bind: SocketAddr, server: SocketAddr) -> anyhow::Resu
 /// A line server for long-lived connections: answers each line with `name:line`. Serves
 /// until `lifetime` runs out.
 pub async fn line_echo_server(listener: TcpListener, name: String, lifetime: Duration) {
-    let serve = async {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let name = name.clone();
-            tokio::spawn(async move {
-                let (reader, mut writer) = stream.into_split();
-                let mut lines = tokio::io::BufReader::new(reader).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if writer
-                        .write_all(format!("{name}:{line}\n").as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+    serve_connections(listener, lifetime, |stream| {
+        let name = name.clone();
+        async move {
+            let (reader, mut writer) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if writer
+                    .write_all(format!("{name}:{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-            });
+            }
         }
-    };
-    let _ = tokio::time::timeout(lifetime, serve).await;
+    })
+    .await;
 }
 
 /// Sends `bytes` bytes to every client that connects, then closes. Serves until `lifetime`.
 pub async fn bulk_server(listener: TcpListener, bytes: u64, lifetime: Duration) {
-    let serve = async {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let chunk = vec![0x5a_u8; 256 * 1024];
-                let mut left = bytes;
-                while left > 0 {
-                    let n = left.min(chunk.len() as u64) as usize;
-                    if stream.write_all(&chunk[..n]).await.is_err() {
-                        return;
-                    }
-                    left -= n as u64;
-                }
-                let _ = stream.shutdown().await;
-            });
+    serve_connections(listener, lifetime, |mut stream| async move {
+        let chunk = vec![0x5a_u8; 256 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if stream.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            left -= n as u64;
         }
-    };
-    let _ = tokio::time::timeout(lifetime, serve).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Reads everything `server` sends on one connection; returns the byte count.
@@ -398,22 +397,17 @@ pub async fn http_exchange(server: SocketAddr, raw: &[u8]) -> anyhow::Result<(u1
 /// An HTTP server answering every request with its own name and the request head it got
 /// (lower-cased header names), so tests can see what a proxy forwarded.
 pub async fn http_echo_head_server(listener: TcpListener, name: String, lifetime: Duration) {
-    let serve = async {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
+    serve_connections(listener, lifetime, |mut stream| {
+        let name = name.clone();
+        async move {
+            let Some(request) = read_request_head(&mut stream).await else {
+                return;
             };
-            let name = name.clone();
-            tokio::spawn(async move {
-                let Some(request) = read_request_head(&mut stream).await else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                respond(&mut stream, "200 OK", &format!("{name}\n{head}")).await;
-            });
+            let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            respond(&mut stream, "200 OK", &format!("{name}\n{head}")).await;
         }
-    };
-    let _ = tokio::time::timeout(lifetime, serve).await;
+    })
+    .await;
 }
 
 /// Starts a [`controlled_http_server`] on port 80 of each of `hosts` of `lab` (named after

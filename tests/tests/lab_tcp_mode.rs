@@ -17,7 +17,7 @@ use lb_tests::{
     netns::Lab,
     require_root,
     topology::{balancer_with_reals, real_addr},
-    traffic::{line_echo_server, who_answers},
+    traffic::{line_echo_server, serve_connections, who_answers},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -166,27 +166,19 @@ fn rdp_cookie_keeps_each_user_on_one_server() {
         lab.host(&format!("real{i}"))
             .spawn(move || async move {
                 let listener = TcpListener::bind("0.0.0.0:3389").await.expect("bind");
-                let serve = async move {
-                    loop {
-                        let Ok((mut stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        tokio::spawn(async move {
-                            let mut got = Vec::new();
-                            let mut byte = [0u8; 1];
-                            while !got.ends_with(b"\n") {
-                                if stream.read_exact(&mut byte).await.is_err() {
-                                    return;
-                                }
-                                got.push(byte[0]);
-                            }
-                            let reply =
-                                format!("real{i}:{}\n", String::from_utf8_lossy(&got).trim_end());
-                            let _ = stream.write_all(reply.as_bytes()).await;
-                        });
+                serve_connections(listener, Duration::from_secs(60), |mut stream| async move {
+                    let mut got = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !got.ends_with(b"\n") {
+                        if stream.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        got.push(byte[0]);
                     }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(60), serve).await;
+                    let reply = format!("real{i}:{}\n", String::from_utf8_lossy(&got).trim_end());
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                })
+                .await;
             })
             .expect("server");
     }

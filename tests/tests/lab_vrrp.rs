@@ -47,6 +47,18 @@ fn serve_names(lab: &Lab, nodes: usize) {
     }
 }
 
+/// Takes interface `dev` of lab host `host` down.
+fn link_down(lab: &Lab, host: &str, dev: &str) {
+    let down = lab
+        .host(host)
+        .command("ip")
+        .expect("ip")
+        .args(["link", "set", dev, "down"])
+        .status()
+        .expect("ip");
+    assert!(down.success(), "ip link set {dev} down");
+}
+
 /// Probes the VIP every 10 ms until `node` answers; returns how long that took.
 fn until_answered_by(lab: &Lab, node: &str, limit: Duration) -> Duration {
     until_vip_answered_by(lab, &format!("{SEGMENT_VIP}:7000"), node, limit)
@@ -277,14 +289,7 @@ fn tracking_moves_the_vip() {
     std::fs::remove_file(&fail_flag).expect("flag");
     until_answered_by(&lab, "node1", Duration::from_secs(3));
 
-    let down = lab
-        .host("switch")
-        .command("ip")
-        .expect("ip")
-        .args(["link", "set", "up1", "down"])
-        .status()
-        .expect("ip");
-    assert!(down.success());
+    link_down(&lab, "switch", "up1");
     let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
     eprintln!("tracked uplink down: node2 answers after {took:?}");
     let notes = std::fs::read_to_string(&notes).unwrap_or_default();
@@ -357,14 +362,7 @@ fn sync_group_fails_over_together() {
     let _n1 = agent(&lab, "node1", &node1, &dir1, "node1");
     until_answered_by(&lab, "node1", Duration::from_secs(5));
     until_vip_answered_by(&lab, "10.0.5.101:7000", "node1", Duration::from_secs(5));
-    let down = lab
-        .host("switch")
-        .command("ip")
-        .expect("ip")
-        .args(["link", "set", "up1", "down"])
-        .status()
-        .expect("ip");
-    assert!(down.success());
+    link_down(&lab, "switch", "up1");
     let took = until_answered_by(&lab, "node2", Duration::from_secs(3));
     until_vip_answered_by(&lab, "10.0.5.101:7000", "node2", Duration::from_secs(3));
     eprintln!("sync group: untracked VI_1 followed VI_2 to node2 after {took:?}");

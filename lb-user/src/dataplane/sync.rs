@@ -90,8 +90,10 @@ impl Dataplane {
         report.ring_slots = self.update_rings(model, nexthops, healthy);
         let ebpf = self.ebpf_mut();
         let filter = service_filter(&model.filter_keys());
+        let current = read_filter(ebpf)?;
+        let union: Vec<u64> = current.iter().zip(&filter).map(|(a, b)| a | b).collect();
         // Adding: every bit the model needs is set before any key that needs it.
-        write_filter(ebpf, |word, old| old | filter[word as usize])?;
+        write_filter(ebpf, &current, &union)?;
         {
             let mut table = service_table(ebpf)?;
             for service in &model.services {
@@ -127,7 +129,7 @@ impl Dataplane {
             }
         }
         // Removing: bits only the removed services used are cleared last.
-        write_filter(ebpf, |word, _| filter[word as usize])?;
+        write_filter(ebpf, &union, &filter)?;
         {
             let mut reals: Array<&mut MapData, Real> =
                 Array::try_from(ebpf.map_mut(REALS_MAP).ok_or_else(|| missing(REALS_MAP))?)?;
@@ -288,17 +290,31 @@ pub fn service_filter(keys: &[ServiceKey]) -> Vec<u64> {
     words
 }
 
-/// Rewrites each filter word that `new(index, current)` changes.
-fn write_filter(ebpf: &mut aya::Ebpf, new: impl Fn(u32, u64) -> u64) -> Result<(), DataplaneError> {
-    let mut filter: Array<&mut MapData, u64> = Array::try_from(
+fn filter_map(ebpf: &mut aya::Ebpf) -> Result<Array<&mut MapData, u64>, DataplaneError> {
+    Ok(Array::try_from(
         ebpf.map_mut(SERVICE_FILTER_MAP)
             .ok_or_else(|| missing(SERVICE_FILTER_MAP))?,
-    )?;
-    for word in 0..SERVICE_FILTER_WORDS {
-        let current = filter.get(&word, 0)?;
-        let wanted = new(word, current);
-        if wanted != current {
-            filter.set(word, wanted, 0)?;
+    )?)
+}
+
+/// The filter's words as the map holds them.
+fn read_filter(ebpf: &mut aya::Ebpf) -> Result<Vec<u64>, DataplaneError> {
+    let filter = filter_map(ebpf)?;
+    (0..SERVICE_FILTER_WORDS)
+        .map(|word| Ok(filter.get(&word, 0)?))
+        .collect()
+}
+
+/// Writes the words where `wanted` differs from `current` (what the map holds).
+fn write_filter(
+    ebpf: &mut aya::Ebpf,
+    current: &[u64],
+    wanted: &[u64],
+) -> Result<(), DataplaneError> {
+    let mut filter = filter_map(ebpf)?;
+    for (word, (old, new)) in current.iter().zip(wanted).enumerate() {
+        if old != new {
+            filter.set(word as u32, *new, 0)?;
         }
     }
     Ok(())
