@@ -26,6 +26,16 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(XdpModeSetting))]
         xdp_mode: Option<XdpModeSetting>,
     },
+    /// Make the running agent re-read its configuration file (as SIGHUP does) and print
+    /// what changed; a configuration with an error is refused and the running one stays.
+    Reload {
+        /// Configuration file of the running agent (for its bpf_dir).
+        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        config: PathBuf,
+        /// bpffs directory of the agent (global.bpf_dir), instead of reading it from -c.
+        #[arg(long)]
+        bpf_dir: Option<PathBuf>,
+    },
     /// Validate a configuration file without running anything.
     Check {
         /// Configuration file.
@@ -138,7 +148,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
-                lb::agent::run(loaded, xdp_mode, shutdown).await?;
+                lb::agent::run(loaded, config, xdp_mode, shutdown).await?;
                 anyhow::Ok(())
             })
         }
@@ -147,34 +157,12 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => stats(bpf_dir, config, json),
+        Command::Reload { config, bpf_dir } => ctl(bpf_dir, Some(config), &["reload".into()]),
         Command::Ctl {
             bpf_dir,
             config,
             command,
-        } => {
-            let bpf_dir = match (bpf_dir, config) {
-                (Some(dir), _) => dir,
-                (None, Some(config)) => config::load_file(&config)?.global.bpf_dir,
-                (None, None) => PathBuf::from(lb_common::maps::DEFAULT_PIN_DIR),
-            };
-            let path = lb::admin::socket_path(&bpf_dir);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let answer = runtime
-                .block_on(lb::admin::request(&path, &command.join(" ")))
-                .with_context(|| {
-                    format!(
-                        "talking to the agent at {} (is `lb run` running?)",
-                        path.display()
-                    )
-                })?;
-            print!("{answer}");
-            if answer.starts_with("error:") {
-                anyhow::bail!("the agent refused the command");
-            }
-            Ok(())
-        }
+        } => ctl(bpf_dir, config, &command),
         Command::Simulate {
             config,
             client,
@@ -216,6 +204,58 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// `lb ctl` and `lb reload`: one command to the running agent's runtime API.
+fn ctl(
+    bpf_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    command: &[String],
+) -> anyhow::Result<()> {
+    let bpf_dir = match (bpf_dir, config) {
+        (Some(dir), _) => dir,
+        // The running agent's bpf_dir: read leniently, the file may hold the very error the
+        // reload is about to report.
+        (None, Some(config)) => bpf_dir_of(&config),
+        (None, None) => PathBuf::from(lb_common::maps::DEFAULT_PIN_DIR),
+    };
+    let path = lb::admin::socket_path(&bpf_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime
+        .block_on(lb::admin::request(&path, &command.join(" ")))
+        .with_context(|| {
+            format!(
+                "talking to the agent at {} (is `lb run` running?)",
+                path.display()
+            )
+        })?;
+    print!("{answer}");
+    if answer.starts_with("error:") {
+        anyhow::bail!("the agent refused the command");
+    }
+    Ok(())
+}
+
+/// `global.bpf_dir` of a configuration file, or the default when the file cannot be read.
+fn bpf_dir_of(config: &std::path::Path) -> PathBuf {
+    config::load_file(config).map_or_else(
+        |_| {
+            std::fs::read_to_string(config)
+                .ok()
+                .and_then(|text| text.parse::<toml::Table>().ok())
+                .and_then(|table| {
+                    table
+                        .get("global")?
+                        .get("bpf_dir")?
+                        .as_str()
+                        .map(PathBuf::from)
+                })
+                .unwrap_or_else(|| PathBuf::from(lb_common::maps::DEFAULT_PIN_DIR))
+        },
+        |c| c.global.bpf_dir,
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -141,6 +141,43 @@ impl RunningAgent {
         self.pid
     }
 
+    /// Replaces the agent's configuration file with `config` (nothing is reloaded yet).
+    pub fn rewrite_config(&self, config: &str) -> anyhow::Result<()> {
+        std::fs::write(self._config.path(), config).context("writing the agent's config")
+    }
+
+    /// Writes `config` and runs `lb reload`: the agent's answer (`ok: ...`), or an error
+    /// carrying it when the agent refused.
+    pub fn reload(&self, config: &str) -> anyhow::Result<String> {
+        self.rewrite_config(config)?;
+        let output = std::process::Command::new(lb_binary()?)
+            .arg("reload")
+            .arg("--bpf-dir")
+            .arg(&self.bpf_dir)
+            .output()
+            .context("running lb reload")?;
+        let answer = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "lb reload failed: {answer}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(answer)
+    }
+
+    /// Sends one line to the agent's runtime API (`lb ctl`) and returns the answer.
+    pub fn ctl(&self, command: &str) -> anyhow::Result<String> {
+        let output = std::process::Command::new(lb_binary()?)
+            .arg("ctl")
+            .arg("--bpf-dir")
+            .arg(&self.bpf_dir)
+            .args(command.split_whitespace())
+            .output()
+            .context("running lb ctl")?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// The counters as `lb stats --bpf-dir DIR` prints them.
     pub fn stats(&self) -> anyhow::Result<Vec<(Counter, u64)>> {
         parse_stats(&self.stats_text()?)

@@ -12,10 +12,20 @@ use tokio::{
 
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot};
+
 use crate::{
     health::{self, Admin, HealthBoard},
-    proxy::server::Proxy,
+    proxy::listeners::ProxyRuntime,
 };
+
+/// Requests the runtime API passes to the agent's main loop, each with a channel for the
+/// answer.
+#[derive(Debug)]
+pub enum Control {
+    /// Re-read the configuration file and apply what changed (`reload`).
+    Reload(oneshot::Sender<String>),
+}
 
 /// Where the agent pinning to `bpf_dir` listens.
 pub fn socket_path(bpf_dir: &Path) -> PathBuf {
@@ -34,11 +44,12 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-/// Answers commands on `listener` until the task is dropped.
+/// Answers commands on `listener` until the task is dropped; `reload` goes to `control`.
 pub async fn serve(
     listener: UnixListener,
     board: watch::Sender<HealthBoard>,
-    proxy: Option<Arc<Proxy>>,
+    proxy: Arc<ProxyRuntime>,
+    control: mpsc::Sender<Control>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -46,18 +57,40 @@ pub async fn serve(
         };
         let board = board.clone();
         let proxy = proxy.clone();
-        tokio::spawn(async move { session(stream, board, proxy).await });
+        let control = control.clone();
+        tokio::spawn(async move { session(stream, board, proxy, control).await });
     }
 }
 
-async fn session(stream: UnixStream, board: watch::Sender<HealthBoard>, proxy: Option<Arc<Proxy>>) {
+async fn session(
+    stream: UnixStream,
+    board: watch::Sender<HealthBoard>,
+    proxy: Arc<ProxyRuntime>,
+    control: mpsc::Sender<Control>,
+) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match (line.trim(), &proxy) {
-            ("show stat", Some(proxy)) => proxy.render_stats(),
-            ("show stat", None) => "no frontends\n".to_string(),
-            (command, _) => execute(command, &board),
+        let reply = match line.trim() {
+            "show stat" => {
+                let proxy = proxy.current();
+                if proxy.frontend_count() == 0 {
+                    "no frontends\n".to_string()
+                } else {
+                    proxy.render_stats()
+                }
+            }
+            "reload" => {
+                let (answer, answered) = oneshot::channel();
+                if control.send(Control::Reload(answer)).await.is_err() {
+                    "error: the agent is shutting down\n".to_string()
+                } else {
+                    answered
+                        .await
+                        .unwrap_or_else(|_| "error: the agent is shutting down\n".to_string())
+                }
+            }
+            command => execute(command, &board),
         };
         if writer
             .write_all(format!("{reply}\n").as_bytes())
@@ -93,7 +126,7 @@ pub fn execute(command: &str, board: &watch::Sender<HealthBoard>) -> String {
             }
         }
         ["help"] | [] => {
-            "commands:\n  show servers\n  show stat\n  set server <service>/<server> state <ready|drain|maint>\n"
+            "commands:\n  show servers\n  show stat\n  reload\n  set server <service>/<server> state <ready|drain|maint>\n"
                 .into()
         }
         _ => format!("error: unknown command `{command}` (try `help`)\n"),

@@ -277,6 +277,18 @@ impl Dataplane {
         Ok(mode)
     }
 
+    /// Detaches from `interface` (a reload removed it) and removes its link pin.
+    pub fn detach(&mut self, interface: &str) {
+        if let Some(index) = self.links.iter().position(|(name, _)| name == interface) {
+            let (_, link) = self.links.remove(index);
+            let _ = std::fs::remove_file(link_pin(&self.bpf_dir, interface));
+            // Dropping the last reference to the link detaches the program.
+            drop(link);
+            tracing::info!(interface, "detached {}", self.program);
+        }
+        self.attached.retain(|(name, _)| name != interface);
+    }
+
     /// Interfaces the program is attached to, with the mode each runs in.
     pub fn attached(&self) -> &[(String, AttachedMode)] {
         &self.attached

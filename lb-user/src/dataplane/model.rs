@@ -147,6 +147,15 @@ fn host_mask(host_bits: u32) -> u32 {
 }
 
 impl L4Model {
+    /// The ids this model gives its services and reals, for a model derived after a reload
+    /// to keep.
+    pub fn ids(&self) -> Previous {
+        Previous {
+            reals: self.reals.iter().map(|r| (r.addr, r.port, r.id)).collect(),
+            services: self.services.iter().map(|s| (s.key, s.value.id)).collect(),
+        }
+    }
+
     /// Derives the model from a validated configuration, numbering from zero.
     pub fn from_config(config: &Config) -> L4Model {
         Self::from_config_keeping(config, &Previous::default())

@@ -205,31 +205,73 @@ fn jitter(span: Duration) -> Duration {
     span * fraction / 1000
 }
 
-/// Starts one checking task per target on the current runtime; each publishes its results
-/// to `board`. The tasks end when the returned set is dropped.
-/// Running health checks, on a thread and runtime of their own: a busy proxy on the agent's
-/// runtime cannot delay a check past its timeout and mark a healthy server down. Dropping
-/// this stops them.
-pub struct Checks {
-    _stop: tokio::sync::oneshot::Sender<()>,
+/// The board for a new set of targets (after a reload): a target that was checked before,
+/// same backend name, server name, address and check, keeps its state (verdict, counts,
+/// operator state); new ones start up, as at start-up. Also returns how many kept theirs.
+pub fn carry_over(
+    targets: &[Target],
+    old_targets: &[Target],
+    old_board: &HealthBoard,
+) -> (HealthBoard, usize) {
+    let fresh = initial_board(targets);
+    let mut board = (*fresh).clone();
+    let mut kept_count = 0;
+    for target in targets {
+        let kept = old_targets
+            .iter()
+            .find(|o| {
+                o.service == target.service
+                    && o.server == target.server
+                    && o.addr == target.addr
+                    && o.check == target.check
+            })
+            .and_then(|o| old_board.get(&o.key));
+        if let Some(state) = kept {
+            board.insert(target.key, state.clone());
+            kept_count += 1;
+        }
+    }
+    (Arc::new(board), kept_count)
 }
 
-/// Starts checking `targets`, publishing results on `board`.
+/// Running health checks, on a thread and runtime of their own: a busy proxy on the agent's
+/// runtime cannot delay a check past its timeout and mark a healthy server down. Dropping
+/// this stops them and waits for the thread, so no result of theirs is published after.
+pub struct Checks {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts checking `targets`, publishing results on `board`. Each target starts from the
+/// verdict the board holds for it.
 pub fn spawn(targets: Vec<Target>, board: watch::Sender<HealthBoard>) -> std::io::Result<Checks> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("lb-health".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let _tasks = spawn_tasks(targets, board);
+                let tasks = spawn_tasks(targets, board);
                 // Ends when the `Checks` handle is dropped.
                 let _ = stopped.await;
+                drop(tasks);
             });
         })?;
-    Ok(Checks { _stop: stop })
+    Ok(Checks {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 fn spawn_tasks(
@@ -239,9 +281,13 @@ fn spawn_tasks(
     let mut tasks = tokio::task::JoinSet::new();
     for target in targets {
         let board = board.clone();
+        let verdict = board
+            .borrow()
+            .get(&target.key)
+            .map_or(Verdict::Up, |s| s.verdict);
         tasks.spawn(async move {
             let timing = target.check.timing;
-            let mut tracker = Tracker::new();
+            let mut tracker = Tracker::starting(verdict);
             // The first check lands somewhere in the first interval.
             tokio::time::sleep(jitter(timing.inter)).await;
             loop {

@@ -47,6 +47,14 @@ impl Tracker {
         }
     }
 
+    /// A backend whose verdict is already known (kept across a reload).
+    pub fn starting(verdict: Verdict) -> Self {
+        Tracker {
+            verdict,
+            against: 0,
+        }
+    }
+
     /// The current verdict.
     pub fn verdict(&self) -> Verdict {
         self.verdict

@@ -11,13 +11,14 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
     time::{Instant, SystemTime},
 };
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
@@ -27,111 +28,23 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, Semaphore, watch},
-};
+use tokio::sync::watch;
 
 use super::{
     acl::{RequestView, in_network, query_params},
-    balance::{Balancer, Candidate, HashInput, Key},
-    cookie::{self, CookieMode, SessionTable},
-    counters::{self, Counters},
-    log::{Entry, Logger, format_httplog},
+    balance::{Candidate, HashInput, Key},
+    cookie::{self, CookieMode},
+    log::{Entry, format_httplog},
     rewrite::{HeaderRule, Vars},
     tunnel,
-    upstream::{self, Pool, PooledBody},
+    upstream::{self, PooledBody},
 };
-use crate::{
-    config::{BackendSpec, ConnectionMode, ErrorPage, FrontendSpec, Mode, ServerSpec},
-    health::HealthBoard,
-};
+use crate::config::{ConnectionMode, ErrorPage, Mode};
 
 use super::upstream::Body;
 
-/// A server with its run-time state.
-pub(super) struct ServerState {
-    pub(super) spec: ServerSpec,
-    pool: Arc<Pool>,
-    /// Requests in flight (leastconn, maxconn).
-    active: AtomicU32,
-    pub(super) counters: Counters,
-}
-
-/// A backend with its run-time state.
-pub(super) struct BackendState {
-    pub(super) spec: BackendSpec,
-    /// Its entry on the health board.
-    board_index: usize,
-    balancer: Mutex<Balancer>,
-    pub(super) servers: Vec<ServerState>,
-    /// Signalled when a server slot frees, waking the first queued request.
-    freed: Notify,
-    sessions: Option<SessionTable>,
-    pub(super) counters: Counters,
-}
-
-/// A frontend with its run-time state.
-pub(super) struct FrontendState {
-    pub(super) spec: FrontendSpec,
-    /// Some ACL (here or in a backend) reads headers: requests keep a copy of theirs.
-    uses_acls: bool,
-    /// Some header rule may read the request as received.
-    uses_vars: bool,
-    pub(super) counters: Counters,
-    pub(super) logger: Logger,
-}
-
-/// The running proxy: every frontend and backend, for the request path and `show stat`.
-pub struct Proxy {
-    pub(super) frontends: Vec<FrontendState>,
-    pub(super) backends: Vec<BackendState>,
-    board: watch::Receiver<HealthBoard>,
-}
-
-impl Proxy {
-    /// True if server `s` of backend `b` may take traffic: not checked, or in service on
-    /// `board`.
-    pub(super) fn server_up(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
-        let backend = &self.backends[b];
-        !backend.servers[s].spec.check
-            || board
-                .get(&(backend.board_index, s as u32))
-                .is_none_or(|st| st.in_service())
-    }
-
-    /// The current health board.
-    pub(super) fn board(&self) -> HealthBoard {
-        self.board.borrow().clone()
-    }
-
-    /// HAProxy-style `show stat`: one line per frontend, backend and server.
-    pub fn render_stats(&self) -> String {
-        let mut out = format!("{}\n", counters::HEADER);
-        for frontend in &self.frontends {
-            out.push_str(
-                &frontend
-                    .counters
-                    .render(&format!("{}/FRONTEND", frontend.spec.name)),
-            );
-            out.push('\n');
-        }
-        for backend in &self.backends {
-            for server in &backend.servers {
-                let name = format!("{}/{}", backend.spec.name, server.spec.name);
-                out.push_str(&server.counters.render(&name));
-                out.push('\n');
-            }
-            out.push_str(
-                &backend
-                    .counters
-                    .render(&format!("{}/BACKEND", backend.spec.name)),
-            );
-            out.push('\n');
-        }
-        out
-    }
-}
+use super::snapshot::BackendState;
+pub use super::snapshot::Proxy;
 
 /// Concurrent HTTP/2 streams per client connection (HAProxy's `tune.h2.max-concurrent-streams`
 /// defaults to 100 too).
@@ -157,164 +70,21 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-/// Opens a listening socket that may bind an address this host does not hold yet
-/// (IP_FREEBIND), so a frontend on a VRRP VIP starts on a backup node.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv4() {
-        socket.set_freebind_v4(true)?;
-    } else {
-        socket.set_freebind_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
-}
-
-/// Runs every frontend until the returned tasks are dropped. `board_base` is the board index
-/// of the first backend (L4 services come first).
-pub fn spawn(
-    frontends: Vec<FrontendSpec>,
-    backends: Vec<BackendSpec>,
-    board_base: usize,
-    global_maxconn: u32,
-    board: watch::Receiver<HealthBoard>,
-) -> std::io::Result<(tokio::task::JoinSet<()>, Arc<Proxy>)> {
-    let backends: Vec<BackendState> = backends
-        .into_iter()
-        .enumerate()
-        .map(|(i, spec)| BackendState {
-            balancer: Mutex::new(Balancer::new(spec.hash_type)),
-            servers: spec
-                .servers
-                .iter()
-                .map(|s| ServerState {
-                    spec: s.clone(),
-                    pool: Arc::default(),
-                    active: AtomicU32::new(0),
-                    counters: Counters::default(),
-                })
-                .collect(),
-            sessions: spec
-                .stick_cookie
-                .as_ref()
-                .map(|(name, size, expire)| SessionTable::new(name.clone(), *size, *expire)),
-            spec,
-            board_index: board_base + i,
-
-            freed: Notify::new(),
-            counters: Counters::default(),
-        })
-        .collect();
-    let backend_specs: Vec<&BackendSpec> =
-        backends.iter().map(|b: &BackendState| &b.spec).collect();
-    let mut loggers: Vec<(crate::config::LogTarget, Logger)> = Vec::new();
-    let mut states = Vec::new();
-    for spec in frontends {
-        let logger = match loggers.iter().find(|(t, _)| *t == spec.log) {
-            Some((_, logger)) => logger.clone(),
-            None => {
-                let logger = Logger::start(&spec.log)?;
-                loggers.push((spec.log.clone(), logger.clone()));
-                logger
-            }
-        };
-        let uses_acls = !spec.acls.is_empty() || backend_specs.iter().any(|b| !b.acls.is_empty());
-        let uses_vars = !spec.request_rules.is_empty()
-            || !spec.response_rules.is_empty()
-            || backend_specs
-                .iter()
-                .any(|b| !b.request_rules.is_empty() || !b.response_rules.is_empty());
-        states.push(FrontendState {
-            uses_acls,
-            uses_vars,
-            spec,
-            counters: Counters::default(),
-            logger,
-        });
-    }
-    let proxy = Arc::new(Proxy {
-        frontends: states,
-        backends,
-        board,
-    });
-    let mut tasks = tokio::task::JoinSet::new();
-    let global_slots =
-        (global_maxconn > 0).then(|| Arc::new(Semaphore::new(global_maxconn as usize)));
-    for (f, frontend) in proxy.frontends.iter().enumerate() {
-        let slots = (frontend.spec.maxconn > 0)
-            .then(|| Arc::new(Semaphore::new(frontend.spec.maxconn as usize)));
-        for spec in &frontend.spec.bind {
-            let addr = spec.addr;
-            let listener = bind(addr)?;
-            let acceptor = spec.tls.as_ref().map(|t| t.acceptor());
-            let h2c = spec.h2;
-            tracing::info!(frontend = %frontend.spec.name, %addr, tls = acceptor.is_some(), "listening");
-            let proxy = proxy.clone();
-            let slots = slots.clone();
-            let global_slots = global_slots.clone();
-            tasks.spawn(async move {
-                loop {
-                    // Past maxconn (the frontend's, then the global one), connections wait in
-                    // the kernel's accept queue (HAProxy stops accepting the same way).
-                    let permit = match &slots {
-                        Some(slots) => slots.clone().acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let global_permit = match &global_slots {
-                        Some(slots) => slots.clone().acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let Ok((stream, peer)) = listener.accept().await else {
-                        continue;
-                    };
-                    let proxy = proxy.clone();
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let _ = stream.set_nodelay(true);
-                        let local = stream.local_addr().unwrap_or(peer);
-                        match acceptor {
-                            None => {
-                                let mode = if h2c { Wire::Auto } else { Wire::Http1 };
-                                serve_client(stream, peer, local, f, proxy, false, mode).await
-                            }
-                            Some(acceptor) => {
-                                // The handshake counts against the request head's time.
-                                let limit = proxy.frontends[f].spec.timeout_http_request;
-                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => {
-                                        serve_client(tls, peer, local, f, proxy, true, Wire::Auto)
-                                            .await
-                                    }
-                                    Ok(Err(error)) => {
-                                        tracing::debug!(%error, %peer, "TLS handshake failed")
-                                    }
-                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                                }
-                            }
-                        }
-                        drop((permit, global_permit));
-                    });
-                }
-            });
-        }
-    }
-    Ok((tasks, proxy))
-}
-
-async fn serve_client<IO>(
+/// Serves one client connection of frontend `f` of `proxy` (the snapshot current when it was
+/// accepted). Each request is served by the newest snapshot (`current`) when its frontend is
+/// still there; when a reload removed the frontend, requests finish on the old snapshot, the
+/// connection closes after the one in flight, and idle connections close at once.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one accepted connection's facts, gathered by the accept loop"
+)]
+pub(super) async fn serve_connection<IO>(
     stream: IO,
     peer: SocketAddr,
     local: SocketAddr,
     f: usize,
     proxy: Arc<Proxy>,
+    current: Arc<ArcSwap<Proxy>>,
     tls: bool,
     wire: Wire,
 ) where
@@ -336,11 +106,20 @@ async fn serve_client<IO>(
         let proxy = proxy.clone();
         let served = served.clone();
         service_fn(move |request| {
-            let proxy = proxy.clone();
+            let (proxy, f, retired) = newest(&current, &proxy, f);
             served.store(true, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(handle(request, peer, local, f, proxy, tls).await) }
+            async move {
+                let mut response = handle(request, peer, local, f, proxy, tls).await;
+                if retired && response.version() != hyper::Version::HTTP_2 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
         })
     };
+    let mut retired = proxy.frontends[f].retired.subscribe();
     let ended = |result: Result<(), String>, parse: bool, timeout: bool| {
         connection_ended(
             &proxy,
@@ -374,7 +153,15 @@ async fn serve_client<IO>(
             .max_header_list_size(H2_MAX_HEADER_LIST)
             .max_send_buf_size(H2_MAX_SEND_BUFFER);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        match connection.await {
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = retirement(&mut retired) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        match result {
             Ok(()) => ended(Ok(()), false, false),
             Err(error) => {
                 let hyper_error = error.downcast_ref::<hyper::Error>();
@@ -391,13 +178,44 @@ async fn serve_client<IO>(
         .keep_alive(keep_alive)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    match connection.await {
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = retirement(&mut retired) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    match result {
         Ok(()) => ended(Ok(()), false, false),
         Err(error) => {
             let parse = error.is_parse() || error.is_parse_too_large();
             let timeout = error.is_timeout();
             ended(Err(error.to_string()), parse, timeout);
         }
+    }
+}
+
+/// The snapshot and frontend index a new request on a connection of frontend `f` of
+/// `proxy` is served with: the newest snapshot's frontend of the same name and mode, or,
+/// when a reload removed it, the connection's own (then `true`: the connection should close).
+fn newest(current: &ArcSwap<Proxy>, proxy: &Arc<Proxy>, f: usize) -> (Arc<Proxy>, usize, bool) {
+    let newest = current.load_full();
+    if Arc::ptr_eq(&newest, proxy) {
+        return (newest, f, false);
+    }
+    let spec = &proxy.frontends[f].spec;
+    match newest.frontend_index(&spec.name, spec.mode) {
+        Some(index) => (newest, index, false),
+        None => (proxy.clone(), f, true),
+    }
+}
+
+/// Resolves when a reload retires the frontend (never if the snapshot is gone: then there
+/// is nobody left to retire it).
+async fn retirement(retired: &mut watch::Receiver<bool>) {
+    if retired.wait_for(|r| *r).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -462,7 +280,7 @@ fn connection_ended(
 
 /// Which HTTP versions a client connection may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
+pub(super) enum Wire {
     /// HTTP/1.x only.
     Http1,
     /// HTTP/1.x or HTTP/2, told apart by the connection preface.

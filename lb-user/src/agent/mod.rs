@@ -1,0 +1,436 @@
+//! The `lb run` lifecycle: validate the host against the config, load the data plane, fill its
+//! maps, attach, keep next hops fresh, and on a shutdown signal detach and clean up.
+
+mod reload;
+
+use std::{
+    collections::HashMap, future::Future, net::IpAddr, path::PathBuf, sync::Arc, time::Duration,
+};
+
+use tokio::sync::watch;
+
+use crate::{
+    admin,
+    config::{Config, ConfigError, XdpModeSetting},
+    dataplane::{
+        Dataplane, DataplaneError, MapSizes, SyncReport,
+        model::L4Model,
+        neigh::{NeighError, Nexthop, Resolver},
+    },
+    health::{self, HealthBoard},
+    proxy::listeners::ProxyRuntime,
+    vrrp::{self, instance::Ownership},
+};
+
+/// How long start-up waits for reals' next hops to resolve.
+const RESOLVE_PATIENCE: Duration = Duration::from_secs(2);
+/// How often next hops are read again (a real's MAC or route may change).
+const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the agent could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration does not fit this host.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data plane could not be set up.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// Next hops could not be read.
+    #[error("resolving next hops: {0}")]
+    Neigh(#[from] NeighError),
+    /// A frontend could not listen.
+    #[error("L7 frontend: {0}")]
+    Proxy(std::io::Error),
+    /// The health-check thread could not start.
+    #[error("health checks: {0}")]
+    Health(std::io::Error),
+}
+
+/// Checks what only the host can tell: every configured interface exists.
+pub fn check_host(config: &Config) -> Result<(), ConfigError> {
+    let named = config
+        .interfaces
+        .iter()
+        .map(|i| &i.name)
+        .chain(config.vrrp.iter().map(|v| &v.interface));
+    for name in named {
+        if !interface_exists(name.get_ref()) {
+            return Err(config.error_at(
+                name.span(),
+                format!(
+                    "interface `{}` does not exist on this host (see `ip link`)",
+                    name.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn interface_exists(name: &str) -> bool {
+    std::ffi::CString::new(name)
+        // SAFETY: the argument is a valid NUL-terminated string.
+        .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+        .unwrap_or(false)
+}
+
+/// Map sizes a model needs.
+pub fn map_sizes(model: &L4Model) -> MapSizes {
+    MapSizes {
+        rings: model.max_services * model.settings.ring_size,
+        conns: model.conn_table_size,
+    }
+}
+
+fn real_addresses(model: &L4Model) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = model.reals.iter().map(|r| r.addr).collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+fn log_unresolved(addrs: &[IpAddr], nexthops: &HashMap<IpAddr, Nexthop>) {
+    for addr in addrs.iter().filter(|a| !nexthops.contains_key(a)) {
+        tracing::warn!(real = %addr, "no route or neighbour entry for real; it gets no traffic until it resolves");
+    }
+}
+
+/// Loads the data plane, fills its maps, attaches it per `config` (`force_mode` overrides
+/// every interface's mode), keeps next hops fresh until `shutdown` resolves, then detaches and
+/// removes the pins.
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    force_mode: Option<XdpModeSetting>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    check_host(&config)?;
+    let sizes = map_sizes(&L4Model::from_config(&config));
+    let mut dataplane = Dataplane::load(crate::LB_EBPF_OBJECT, &config.global.bpf_dir, sizes)?;
+    // Maps adopted from a previous agent keep their ids, so unchanged services and reals
+    // are not rewritten and their connection-table entries stay valid.
+    let model = match dataplane.previous_ids() {
+        Ok(previous) => {
+            tracing::debug!(?previous, "ids found in the maps");
+            L4Model::from_config_keeping(&config, &previous)
+        }
+        Err(error) => {
+            dataplane.shutdown();
+            return Err(error.into());
+        }
+    };
+    let result = serve(
+        config,
+        config_path,
+        &model,
+        force_mode,
+        &mut dataplane,
+        HashMap::new(),
+        shutdown,
+    )
+    .await;
+    dataplane.shutdown();
+    result
+}
+
+/// True when the board has no entry for the backend (no check) or says it is up.
+fn is_up(board: &HealthBoard, service: usize, real: u32) -> bool {
+    board.get(&(service, real)).is_none_or(|s| s.in_service())
+}
+
+/// Where `lb stats -c` finds the health board of the agent pinning to `bpf_dir`.
+pub fn health_status_path(bpf_dir: &std::path::Path) -> PathBuf {
+    let name = bpf_dir
+        .file_name()
+        .map_or_else(|| "lb".into(), |n| n.to_string_lossy().into_owned());
+    PathBuf::from("/run/lb").join(format!("{name}.health"))
+}
+
+fn write_status(path: &std::path::Path, board: &HealthBoard) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write then rename, so a reader never sees half a file.
+        let tmp = path.with_extension("health.tmp");
+        std::fs::write(&tmp, health::render(board))?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(error) = write() {
+        tracing::warn!(%error, "cannot write the health status to {}", path.display());
+    }
+}
+
+/// VIPs covered by VRRP instances, and those owned (instance is master) in `ownership`.
+fn vip_ownership(config: &Config, ownership: &Ownership) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let mut covered = Vec::new();
+    let mut owned = Vec::new();
+    for spec in &config.resolved.vrrp {
+        let master = ownership.get(&spec.name).is_some_and(|s| s.owns);
+        for (vip, _) in &spec.vips {
+            covered.push(*vip);
+            if master {
+                owned.push(*vip);
+            }
+        }
+    }
+    (covered, owned)
+}
+
+/// A running VRRP instance.
+struct Instance {
+    spec: crate::config::VrrpSpec,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the VRRP instance `spec`; it leaves (priority 0, addresses removed) when its
+/// `stop` is sent or dropped.
+fn start_instance(
+    spec: crate::config::VrrpSpec,
+    ownership: &watch::Sender<Ownership>,
+    board: &watch::Receiver<HealthBoard>,
+) -> Instance {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ownership = ownership.clone();
+    let board = Some(board.clone());
+    let run_spec = spec.clone();
+    let task = tokio::spawn(async move {
+        let name = run_spec.name.clone();
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = vrrp::instance::run(run_spec, ownership, board, stopped).await {
+            tracing::error!(%error, instance = %name, "VRRP instance stopped");
+        }
+    });
+    Instance { spec, stop, task }
+}
+
+impl Instance {
+    /// Stops the instance and waits until it has left.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Everything the agent runs, kept together so a reload can change it piece by piece.
+struct Running<'a> {
+    config: Config,
+    config_path: PathBuf,
+    model: L4Model,
+    sizes: MapSizes,
+    force_mode: Option<XdpModeSetting>,
+    dataplane: &'a mut Dataplane,
+    resolver: Resolver,
+    addrs: Vec<IpAddr>,
+    nexthops: HashMap<IpAddr, Nexthop>,
+    targets: Vec<health::Target>,
+    /// The board as last seen by the main loop.
+    board: HealthBoard,
+    board_tx: watch::Sender<HealthBoard>,
+    board_rx: watch::Receiver<HealthBoard>,
+    checks: Option<health::Checks>,
+    proxy: Arc<ProxyRuntime>,
+    ownership_tx: watch::Sender<Ownership>,
+    instances: Vec<Instance>,
+}
+
+impl Running<'_> {
+    /// Writes the whole model to the maps (after a VIP ownership or next-hop change).
+    fn sync_maps(&mut self) -> Result<SyncReport, DataplaneError> {
+        let board = &self.board;
+        self.dataplane
+            .apply(&self.model, &self.nexthops, &|i, r| is_up(board, i, r))
+    }
+
+    /// Marks services active where their VIP is owned by a VRRP master here.
+    fn set_ownership(&mut self, ownership: &Ownership) -> Vec<IpAddr> {
+        let (covered, owned) = vip_ownership(&self.config, ownership);
+        self.model.set_vip_ownership(&covered, &owned);
+        owned
+    }
+
+    /// Attaches the program to the configured interfaces not attached yet.
+    fn attach_all(&mut self) -> Result<(), DataplaneError> {
+        for interface in &self.config.interfaces {
+            let name = interface.name.get_ref();
+            if self.dataplane.attached().iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let mode = self
+                .force_mode
+                .or(interface.xdp_mode)
+                .unwrap_or(self.config.global.xdp_mode);
+            self.dataplane.attach(name, mode)?;
+        }
+        Ok(())
+    }
+}
+
+async fn serve(
+    config: Config,
+    config_path: PathBuf,
+    model: &L4Model,
+    force_mode: Option<XdpModeSetting>,
+    dataplane: &mut Dataplane,
+    inherited: HashMap<std::net::SocketAddr, std::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let (ownership_tx, mut ownership_rx) = watch::channel(Ownership::default());
+    let resolver = Resolver::new()?;
+    let addrs = real_addresses(model);
+    let nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
+    log_unresolved(&addrs, &nexthops);
+    let targets = health::targets(model, &config);
+    let (board_tx, mut board_rx) = watch::channel(health::initial_board(&targets));
+    let board = board_rx.borrow_and_update().clone();
+    let proxy = ProxyRuntime::start(
+        config.resolved.frontends.clone(),
+        config.resolved.backends.clone(),
+        model.services.len(),
+        config.global.maxconn,
+        board_rx.clone(),
+        inherited,
+    )
+    .map_err(AgentError::Proxy)?;
+    let mut running = Running {
+        sizes: map_sizes(model),
+        model: model.clone(),
+        config,
+        config_path,
+        force_mode,
+        dataplane,
+        resolver,
+        addrs,
+        nexthops,
+        targets,
+        board,
+        board_tx,
+        board_rx: board_rx.clone(),
+        checks: None,
+        proxy,
+        ownership_tx,
+        instances: Vec::new(),
+    };
+    running.set_ownership(&ownership_rx.borrow_and_update());
+    // Maps first, then the program: the first packet already finds every service.
+    let report = running.sync_maps()?;
+    tracing::info!(
+        services = running.model.services.len(),
+        reals = running.model.reals.len(),
+        ring_slots_written = report.ring_slots,
+        "L4 maps in place"
+    );
+    running.attach_all()?;
+    let status_path = health_status_path(running.dataplane.bpf_dir());
+    write_status(&status_path, &running.board);
+    running.checks = Some(
+        health::spawn(running.targets.clone(), running.board_tx.clone())
+            .map_err(AgentError::Health)?,
+    );
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(4);
+    let api_path = admin::socket_path(running.dataplane.bpf_dir());
+    let _api = match admin::listen(&api_path) {
+        Ok(listener) => Some(AbortOnDrop(tokio::spawn(admin::serve(
+            listener,
+            running.board_tx.clone(),
+            running.proxy.clone(),
+            control_tx,
+        )))),
+        Err(error) => {
+            tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
+            None
+        }
+    };
+    for spec in running.config.resolved.vrrp.clone() {
+        let instance = start_instance(spec, &running.ownership_tx, &running.board_rx);
+        running.instances.push(instance);
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(AgentError::Health)?;
+    tracing::info!(
+        bpf_dir = %running.dataplane.bpf_dir().display(),
+        interfaces = running.dataplane.attached().len(),
+        health_checks = running.board.len(),
+        "lb running"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hangup.recv() => {
+                match running.reload().await {
+                    Ok(summary) => tracing::info!("reload (SIGHUP): {summary}"),
+                    Err(error) => tracing::error!("reload (SIGHUP) refused, the running configuration stays: {error}"),
+                }
+            }
+            Some(request) = control_rx.recv() => match request {
+                admin::Control::Reload(answer) => {
+                    let reply = match running.reload().await {
+                        Ok(summary) => {
+                            tracing::info!("reload: {summary}");
+                            format!("ok: {summary}\n")
+                        }
+                        Err(error) => {
+                            tracing::error!("reload refused, the running configuration stays: {error}");
+                            format!("error: {error}\n")
+                        }
+                    };
+                    let _ = answer.send(reply);
+                }
+            },
+            changed = ownership_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let owned = running.set_ownership(&ownership_rx.borrow_and_update());
+                let report = running.sync_maps()?;
+                tracing::info!(owned = ?owned, services_written = report.services, "VIP ownership changed");
+            }
+            changed = board_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let fresh = board_rx.borrow_and_update().clone();
+                let flipped = fresh.iter().any(|(k, s)| running.board.get(k).is_none_or(|old| old.in_service() != s.in_service()));
+                running.board = fresh;
+                if flipped {
+                    let started = std::time::Instant::now();
+                    let board = &running.board;
+                    let slots = running.dataplane.update_rings(&running.model, &running.nexthops, &|i, r| is_up(board, i, r));
+                    tracing::info!(ring_slots = slots, took_us = started.elapsed().as_micros() as u64, "health changed; Maglev tables updated");
+                }
+                write_status(&status_path, &running.board);
+            }
+            () = tokio::time::sleep(REFRESH_INTERVAL) => {
+                let fresh = running.resolver.resolve_all(&running.addrs, Duration::from_millis(200)).await?;
+                if fresh != running.nexthops {
+                    running.nexthops = fresh;
+                    log_unresolved(&running.addrs, &running.nexthops);
+                    let report = running.sync_maps()?;
+                    tracing::info!(?report, "next hops changed; maps updated");
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&status_path);
+    let _ = std::fs::remove_file(&api_path);
+    tracing::info!("shutting down");
+    // VRRP masters leave first (priority 0, addresses removed), so backups take over at once.
+    for instance in std::mem::take(&mut running.instances) {
+        instance.stop().await;
+    }
+    Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,280 @@
+//! The proxy's configuration snapshot: frontends, backends and servers with their run-time
+//! state. A snapshot is immutable; a reload builds a new one and the request path picks it up
+//! on its next request. What outlives a reload is shared between snapshots by name: counters,
+//! connection pools, in-flight counts, queue wake-ups, learnt sessions and maxconn slots, so
+//! `show stat` keeps counting, maxconn holds across the switch and pooled connections stay warm.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, atomic::AtomicU32},
+};
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    balance::Balancer,
+    cookie::SessionTable,
+    counters::{self, Counters},
+    log::Logger,
+    upstream::Pool,
+};
+use crate::{
+    config::{BackendSpec, FrontendSpec, LogTarget, ServerSpec},
+    health::HealthBoard,
+};
+
+/// A server with its run-time state.
+pub(super) struct ServerState {
+    pub(super) spec: ServerSpec,
+    pub(super) pool: Arc<Pool>,
+    /// Requests in flight (leastconn, maxconn), shared with the previous snapshot's server of
+    /// the same name and address.
+    pub(super) active: Arc<AtomicU32>,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// A backend with its run-time state.
+pub(super) struct BackendState {
+    pub(super) spec: BackendSpec,
+    /// Its entry on the health board.
+    pub(super) board_index: usize,
+    pub(super) balancer: Mutex<Balancer>,
+    pub(super) servers: Vec<ServerState>,
+    /// Signalled when a server slot frees, waking the first queued request.
+    pub(super) freed: Arc<Notify>,
+    pub(super) sessions: Option<Arc<SessionTable>>,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// A frontend with its run-time state.
+pub(super) struct FrontendState {
+    pub(super) spec: FrontendSpec,
+    /// Some ACL (here or in a backend) reads headers: requests keep a copy of theirs.
+    pub(super) uses_acls: bool,
+    /// Some header rule may read the request as received.
+    pub(super) uses_vars: bool,
+    pub(super) counters: Arc<Counters>,
+    pub(super) logger: Logger,
+    /// Connections past `maxconn` wait in the kernel's accept queue for one of these.
+    pub(super) slots: Option<Arc<Semaphore>>,
+    /// The TLS acceptor of each bind (same order as `spec.bind`), built once per snapshot.
+    pub(super) acceptors: Vec<Option<TlsAcceptor>>,
+    /// Set when a reload removes this frontend: its connections finish what is in flight and
+    /// close.
+    pub(super) retired: watch::Sender<bool>,
+}
+
+/// The running proxy: every frontend and backend, for the request path and `show stat`.
+pub struct Proxy {
+    pub(super) frontends: Vec<FrontendState>,
+    pub(super) backends: Vec<BackendState>,
+    pub(super) board: watch::Receiver<HealthBoard>,
+    /// Which frontend and which of its binds listens on each address.
+    binds: HashMap<SocketAddr, (usize, usize)>,
+    /// Loggers by target, shared by frontends logging to the same place.
+    loggers: Vec<(LogTarget, Logger)>,
+}
+
+impl Proxy {
+    /// Builds a snapshot. State that survives a reload is taken from `previous` where a
+    /// frontend, backend or server of the same name (and, for servers, address) exists.
+    /// `board_base` is the board index of the first backend (L4 services come first).
+    pub(super) fn build(
+        frontends: Vec<FrontendSpec>,
+        backends: Vec<BackendSpec>,
+        board_base: usize,
+        board: watch::Receiver<HealthBoard>,
+        previous: Option<&Proxy>,
+    ) -> std::io::Result<Proxy> {
+        let backends: Vec<BackendState> = backends
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let old =
+                    previous.and_then(|p| p.backends.iter().find(|b| b.spec.name == spec.name));
+                backend_state(spec, board_base + i, old)
+            })
+            .collect();
+        let mut loggers: Vec<(LogTarget, Logger)> = Vec::new();
+        let mut states = Vec::new();
+        let mut binds = HashMap::new();
+        for (f, spec) in frontends.into_iter().enumerate() {
+            let reusable = previous
+                .iter()
+                .flat_map(|p| p.loggers.iter())
+                .chain(loggers.iter())
+                .find(|(t, _)| *t == spec.log)
+                .map(|(_, logger)| logger.clone());
+            let logger = match reusable {
+                Some(logger) => logger,
+                None => Logger::start(&spec.log)?,
+            };
+            if !loggers.iter().any(|(t, _)| *t == spec.log) {
+                loggers.push((spec.log.clone(), logger.clone()));
+            }
+            let uses_acls =
+                !spec.acls.is_empty() || backends.iter().any(|b| !b.spec.acls.is_empty());
+            let uses_vars = !spec.request_rules.is_empty()
+                || !spec.response_rules.is_empty()
+                || backends
+                    .iter()
+                    .any(|b| !b.spec.request_rules.is_empty() || !b.spec.response_rules.is_empty());
+            for (i, bind) in spec.bind.iter().enumerate() {
+                binds.insert(bind.addr, (f, i));
+            }
+            let old = previous.and_then(|p| p.frontend(&spec.name, spec.mode));
+            let slots = match old {
+                Some(old) if old.spec.maxconn == spec.maxconn => old.slots.clone(),
+                _ => (spec.maxconn > 0).then(|| Arc::new(Semaphore::new(spec.maxconn as usize))),
+            };
+            states.push(FrontendState {
+                uses_acls,
+                uses_vars,
+                counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
+                acceptors: spec
+                    .bind
+                    .iter()
+                    .map(|b| b.tls.as_ref().map(|t| t.acceptor()))
+                    .collect(),
+                slots,
+                retired: watch::channel(false).0,
+                spec,
+                logger,
+            });
+        }
+        Ok(Proxy {
+            frontends: states,
+            backends,
+            board,
+            binds,
+            loggers,
+        })
+    }
+
+    /// How many frontends this snapshot has.
+    pub fn frontend_count(&self) -> usize {
+        self.frontends.len()
+    }
+
+    /// The frontend named `name` serving `mode`, if this snapshot has one.
+    pub(super) fn frontend(&self, name: &str, mode: crate::config::Mode) -> Option<&FrontendState> {
+        self.frontend_index(name, mode).map(|f| &self.frontends[f])
+    }
+
+    /// Index of the frontend named `name` serving `mode`.
+    pub(super) fn frontend_index(&self, name: &str, mode: crate::config::Mode) -> Option<usize> {
+        self.frontends
+            .iter()
+            .position(|f| f.spec.name == name && f.spec.mode == mode)
+    }
+
+    /// The frontend and bind listening on `addr`.
+    pub(super) fn bind_of(&self, addr: SocketAddr) -> Option<(usize, usize)> {
+        self.binds.get(&addr).copied()
+    }
+
+    /// Every address some frontend listens on.
+    pub(super) fn bind_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.binds.keys().copied()
+    }
+
+    /// True if server `s` of backend `b` may take traffic: not checked, or in service on
+    /// `board`.
+    pub(super) fn server_up(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
+        let backend = &self.backends[b];
+        !backend.servers[s].spec.check
+            || board
+                .get(&(backend.board_index, s as u32))
+                .is_none_or(|st| st.in_service())
+    }
+
+    /// The current health board.
+    pub(super) fn board(&self) -> HealthBoard {
+        self.board.borrow().clone()
+    }
+
+    /// HAProxy-style `show stat`: one line per frontend, backend and server.
+    pub fn render_stats(&self) -> String {
+        let mut out = format!("{}\n", counters::HEADER);
+        for frontend in &self.frontends {
+            out.push_str(
+                &frontend
+                    .counters
+                    .render(&format!("{}/FRONTEND", frontend.spec.name)),
+            );
+            out.push('\n');
+        }
+        for backend in &self.backends {
+            for server in &backend.servers {
+                let name = format!("{}/{}", backend.spec.name, server.spec.name);
+                out.push_str(&server.counters.render(&name));
+                out.push('\n');
+            }
+            out.push_str(
+                &backend
+                    .counters
+                    .render(&format!("{}/BACKEND", backend.spec.name)),
+            );
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn backend_state(
+    spec: BackendSpec,
+    board_index: usize,
+    old: Option<&BackendState>,
+) -> BackendState {
+    let servers = spec
+        .servers
+        .iter()
+        .map(|s| {
+            let previous = old.and_then(|o| {
+                o.servers
+                    .iter()
+                    .find(|p| p.spec.name == s.name && p.spec.addr == s.addr)
+            });
+            ServerState {
+                spec: s.clone(),
+                // Pooled TLS connections were made with the old settings: start afresh.
+                pool: previous
+                    .filter(|p| p.spec.tls.is_none() && s.tls.is_none())
+                    .map_or_else(Arc::default, |p| p.pool.clone()),
+                active: previous.map_or_else(Arc::default, |p| p.active.clone()),
+                counters: previous.map_or_else(Arc::default, |p| p.counters.clone()),
+            }
+        })
+        .collect();
+    // Learnt sessions name servers by position: they carry over only when the servers did.
+    let same_servers = old.is_some_and(|o| {
+        o.spec.servers.len() == spec.servers.len()
+            && o.spec
+                .servers
+                .iter()
+                .zip(&spec.servers)
+                .all(|(a, b)| a.name == b.name && a.addr == b.addr)
+    });
+    let sessions = match old.and_then(|o| o.sessions.as_ref()) {
+        Some(table)
+            if same_servers && old.is_some_and(|o| o.spec.stick_cookie == spec.stick_cookie) =>
+        {
+            Some(table.clone())
+        }
+        _ => spec
+            .stick_cookie
+            .as_ref()
+            .map(|(name, size, expire)| Arc::new(SessionTable::new(name.clone(), *size, *expire))),
+    };
+    BackendState {
+        balancer: Mutex::new(Balancer::new(spec.hash_type)),
+        servers,
+        sessions,
+        freed: old.map_or_else(Arc::default, |o| o.freed.clone()),
+        counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
+        board_index,
+        spec,
+    }
+}
