@@ -25,6 +25,10 @@ enum Command {
         /// Force the XDP attach mode on every interface (auto, native, generic).
         #[arg(long, value_parser = clap::value_parser!(XdpModeSetting))]
         xdp_mode: Option<XdpModeSetting>,
+        /// Take over from the agent running with the same bpf_dir (binary upgrade): inherit
+        /// its listening sockets and VRRP mastership; it finishes its connections and exits.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Make the running agent re-read its configuration file (as SIGHUP does) and print
     /// what changed; a configuration with an error is refused and the running one stays.
@@ -131,7 +135,11 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { config, xdp_mode } => {
+        Command::Run {
+            config,
+            xdp_mode,
+            upgrade,
+        } => {
             let loaded = config::load_file(&config)?;
             // One thread: a current-thread runtime, with no cross-thread scheduling to pay for
             // (HAProxy's `nbthread 1` is one event loop too).
@@ -148,7 +156,12 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(async {
                 let shutdown = shutdown_signal()?;
-                lb::agent::run(loaded, config, xdp_mode, shutdown).await?;
+                let launch = if upgrade {
+                    lb::agent::Launch::Upgrade
+                } else {
+                    lb::agent::Launch::Fresh
+                };
+                lb::agent::run(loaded, config, xdp_mode, launch, shutdown).await?;
                 anyhow::Ok(())
             })
         }

@@ -64,7 +64,7 @@ fn config(bpf_dir: &Path, pem: &Path, step: usize) -> String {
     }
     text.push_str(&format!(
         "\n[[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\nservers = [{}]\n\
-         check = {{ kind = \"http\", path = \"/\", inter = \"300ms\", timeout = \"300ms\", rise = 1, fall = 2 }}\n",
+         check = {{ kind = \"http\", path = \"/\", inter = \"1s\", timeout = \"1s\", rise = 1, fall = 3 }}\n",
         servers.join(", ")
     ));
     if api {
@@ -283,4 +283,155 @@ fn twenty_reloads_under_load_fail_no_request() {
         since + 2 >= elapsed,
         "web1 up for {since}s after {elapsed}s: its state was reset\n{servers}"
     );
+}
+
+const VIP: &str = "10.0.1.100";
+
+/// True if the VIP is on the balancer's client-side interface.
+fn vip_present(lab: &Lab) -> bool {
+    lab.host("lb")
+        .command("ip")
+        .expect("ip")
+        .args(["-o", "-4", "addr", "show", "dev", "eth0"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/24")))
+        .unwrap_or(false)
+}
+
+/// True once process `pid` has exited (gone, or a zombie nobody reaped yet).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("Z")
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn binary_upgrade_under_load_fails_no_request_and_keeps_the_vip() {
+    require_root();
+    let lab = balancer_with_reals("upgrade", 3).build().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = certificate(dir.path());
+    for i in 1..=3 {
+        nginx_backend(
+            &lab,
+            &format!("real{i}"),
+            &format!("{}:80", real_addr(i)),
+            &format!("real{i}"),
+            dir.path(),
+            false,
+            None,
+        )
+        .expect("nginx");
+    }
+    lab.host("real1")
+        .spawn(move || async move {
+            let listener = TcpListener::bind("0.0.0.0:7000").await.expect("bind");
+            line_echo_server(listener, "real1".into(), Duration::from_secs(120)).await;
+        })
+        .expect("line server");
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "{}\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 61\npriority = 100\n\
+         version = 3\nadvert = \"100ms\"\nvips = [\"{VIP}/24\"]\n",
+        config(&bpf_dir, &pem, 0)
+    );
+    let old = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    let status = lb::agent::health_status_path(&bpf_dir);
+    for server in ["web1", "web2"] {
+        wait_for_checked_up(&status, server, Duration::from_secs(5)).expect("up");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !vip_present(&lab) {
+        assert!(
+            Instant::now() < deadline,
+            "the lone node never became master"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A tunnel through the old agent, used before and after the upgrade.
+    let (go_on, resume) = std::sync::mpsc::channel::<()>();
+    let tunnel = lab
+        .host("client")
+        .spawn(move || async move {
+            let stream = TcpStream::connect(TUNNEL).await?;
+            let (reader, mut writer) = stream.into_split();
+            let mut lines = BufReader::new(reader).lines();
+            writer.write_all(b"before\n").await?;
+            let before = lines.next_line().await?.unwrap_or_default();
+            let _ = resume.recv();
+            writer.write_all(b"after\n").await?;
+            let after = lines.next_line().await?.unwrap_or_default();
+            anyhow::Ok((before, after))
+        })
+        .expect("tunnel client");
+
+    let seconds = 6;
+    let plain = wrk(&lab, &format!("http://{SITE}/"), seconds);
+    let tls = wrk(&lab, &format!("https://{SITE_TLS}/"), seconds);
+    std::thread::sleep(Duration::from_secs(1));
+    // Watch the VIP while the new agent takes over: a shell loop in the balancer's namespace
+    // prints a line each time it finds the VIP missing.
+    let watcher = lab
+        .host("lb")
+        .command("sh")
+        .expect("sh")
+        .args([
+            "-c",
+            &format!(
+                "while true; do ip -o -4 addr show dev eth0 | grep -q '{VIP}/24' || echo gap; sleep 0.02; done"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("VIP watcher");
+    let new = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &["--upgrade"])
+        .expect("the new agent takes over");
+
+    // The tunnel still runs through the old agent, which waits for it before exiting.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !exited(old.pid()),
+        "the old agent left while a tunnel was open"
+    );
+    let _ = go_on.send(());
+    let (before, after) = tunnel
+        .join()
+        .expect("tunnel thread")
+        .expect("tunnel exchange");
+    assert_eq!(before, "real1:before");
+    assert_eq!(after, "real1:after", "the tunnel survived the upgrade");
+    let deadline = Instant::now() + Duration::from_secs(seconds + 5);
+    while !exited(old.pid()) {
+        assert!(
+            Instant::now() < deadline,
+            "the old agent did not exit once its connections were done"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (name, child) in [("HTTP", plain), ("HTTPS", tls)] {
+        let text = wrk_result(child);
+        assert!(
+            !text.contains("Socket errors") && !text.contains("Non-2xx"),
+            "{name} load saw failures across the upgrade:\n{text}"
+        );
+    }
+    // The old agent left everything to the new one: the VIP never went away, the new agent
+    // answers on the runtime API and serves.
+    let mut watcher = watcher;
+    let _ = watcher.kill();
+    let output = watcher.wait_with_output().expect("watcher");
+    let gaps = String::from_utf8_lossy(&output.stdout).lines().count();
+    assert_eq!(
+        gaps, 0,
+        "the VIP was missing {gaps} times during the upgrade"
+    );
+    assert!(vip_present(&lab));
+    let stat = new.ctl("show stat").expect("show stat");
+    assert!(stat.contains("site/FRONTEND"), "{stat}");
+    assert_eq!(get(&lab, SITE).expect("site after the upgrade"), 200);
 }

@@ -2,7 +2,10 @@
 //! (`show servers`, `show stat`, `set server web/10.0.2.11:80 state drain`), answered with text ending in a
 //! blank line. `lb ctl` is its client.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
 
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
@@ -25,6 +28,10 @@ use crate::{
 pub enum Control {
     /// Re-read the configuration file and apply what changed (`reload`).
     Reload(oneshot::Sender<String>),
+    /// A new agent is taking over (`upgrade`): what it inherits.
+    UpgradeState(oneshot::Sender<crate::agent::upgrade::State>),
+    /// The new agent runs (`upgrade done`): stop accepting and leave.
+    HandOver(oneshot::Sender<String>),
 }
 
 /// Where the agent pinning to `bpf_dir` listens.
@@ -89,6 +96,40 @@ async fn session(
                         .await
                         .unwrap_or_else(|_| "error: the agent is shutting down\n".to_string())
                 }
+            }
+            "upgrade" => {
+                let (answer, answered) = oneshot::channel();
+                let state = match control.send(Control::UpgradeState(answer)).await {
+                    Ok(()) => answered.await.ok(),
+                    Err(_) => None,
+                };
+                let Some(state) = state else {
+                    return;
+                };
+                // The descriptors travel with the message; the socket is nonblocking.
+                let stream: &UnixStream = writer.as_ref();
+                if stream.writable().await.is_err() {
+                    return;
+                }
+                if let Err(error) = crate::agent::upgrade::send_state(stream.as_raw_fd(), &state) {
+                    tracing::error!(%error, "sending the upgrade state");
+                    return;
+                }
+                tracing::info!(
+                    listeners = state.listeners.len(),
+                    masters = ?state.masters,
+                    "a new agent is taking over"
+                );
+                continue;
+            }
+            "upgrade done" => {
+                let (answer, answered) = oneshot::channel();
+                if control.send(Control::HandOver(answer)).await.is_err() {
+                    return;
+                }
+                answered
+                    .await
+                    .unwrap_or_else(|_| "error: already stopping\n".to_string())
             }
             command => execute(command, &board),
         };

@@ -2,6 +2,7 @@
 //! maps, attach, keep next hops fresh, and on a shutdown signal detach and clean up.
 
 mod reload;
+pub mod upgrade;
 
 use std::{
     collections::HashMap, future::Future, net::IpAddr, path::PathBuf, sync::Arc, time::Duration,
@@ -19,7 +20,10 @@ use crate::{
     },
     health::{self, HealthBoard},
     proxy::listeners::ProxyRuntime,
-    vrrp::{self, instance::Ownership},
+    vrrp::{
+        self,
+        instance::{Ownership, Start, Stop},
+    },
 };
 
 /// How long start-up waits for reals' next hops to resolve.
@@ -45,6 +49,9 @@ pub enum AgentError {
     /// The health-check thread could not start.
     #[error("health checks: {0}")]
     Health(std::io::Error),
+    /// Taking over from the running agent failed.
+    #[error("binary upgrade: {0}")]
+    Upgrade(std::io::Error),
 }
 
 /// Checks what only the host can tell: every configured interface exists.
@@ -96,42 +103,84 @@ fn log_unresolved(addrs: &[IpAddr], nexthops: &HashMap<IpAddr, Nexthop>) {
     }
 }
 
+/// How the agent starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// On its own (pinned maps and links of a previous agent are adopted).
+    Fresh,
+    /// Taking over from the agent running with the same bpf_dir (binary upgrade): its
+    /// listening sockets and VRRP mastership are inherited.
+    Upgrade,
+}
+
+/// How [`serve`] ended.
+enum Exit {
+    /// Shutdown: detach and remove the pins.
+    Stopped,
+    /// A new agent took over: leave pins, links and files to it.
+    HandedOver,
+}
+
 /// Loads the data plane, fills its maps, attaches it per `config` (`force_mode` overrides
 /// every interface's mode), keeps next hops fresh until `shutdown` resolves, then detaches and
-/// removes the pins.
+/// removes the pins (unless a new agent took over).
 pub async fn run(
     config: Config,
     config_path: PathBuf,
     force_mode: Option<XdpModeSetting>,
+    launch: Launch,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     check_host(&config)?;
+    let inherited = match launch {
+        Launch::Fresh => None,
+        Launch::Upgrade => {
+            let api = admin::socket_path(&config.global.bpf_dir);
+            let inherited = tokio::task::spawn_blocking(move || upgrade::fetch(&api))
+                .await
+                .map_err(|e| AgentError::Upgrade(std::io::Error::other(e)))?
+                .map_err(AgentError::Upgrade)?;
+            tracing::info!(?inherited, "taking over from the running agent");
+            Some(inherited)
+        }
+    };
     let sizes = map_sizes(&L4Model::from_config(&config));
     let mut dataplane = Dataplane::load(crate::LB_EBPF_OBJECT, &config.global.bpf_dir, sizes)?;
     // Maps adopted from a previous agent keep their ids, so unchanged services and reals
     // are not rewritten and their connection-table entries stay valid.
-    let model = match dataplane.previous_ids() {
+    let result = match dataplane.previous_ids() {
         Ok(previous) => {
             tracing::debug!(?previous, "ids found in the maps");
-            L4Model::from_config_keeping(&config, &previous)
+            let model = L4Model::from_config_keeping(&config, &previous);
+            serve(
+                config,
+                config_path,
+                &model,
+                force_mode,
+                &mut dataplane,
+                inherited,
+                shutdown,
+            )
+            .await
         }
-        Err(error) => {
-            dataplane.shutdown();
-            return Err(error.into());
-        }
+        Err(error) => Err(error.into()),
     };
-    let result = serve(
-        config,
-        config_path,
-        &model,
-        force_mode,
-        &mut dataplane,
-        HashMap::new(),
-        shutdown,
-    )
-    .await;
-    dataplane.shutdown();
-    result
+    match (&result, launch) {
+        (Ok(Exit::HandedOver), _) => {
+            // The new agent holds the pins and links: dropping ours leaves them in place.
+            drop(dataplane);
+            Ok(())
+        }
+        // A failed upgrade leaves the running agent its pins and links.
+        (Err(_), Launch::Upgrade) => {
+            drop(dataplane);
+            result.map(|_| ())
+        }
+        _ => {
+            dataplane.shutdown();
+            result.map(|_| ())
+        }
+    }
 }
 
 /// True when the board has no entry for the backend (no check) or says it is up.
@@ -181,27 +230,26 @@ fn vip_ownership(config: &Config, ownership: &Ownership) -> (Vec<IpAddr>, Vec<Ip
 /// A running VRRP instance.
 struct Instance {
     spec: crate::config::VrrpSpec,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<Stop>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the VRRP instance `spec`; it leaves (priority 0, addresses removed) when its
-/// `stop` is sent or dropped.
+/// Starts the VRRP instance `spec`; it stops as told by [`Instance::stop`] (or leaves
+/// cleanly if the handle is dropped).
 fn start_instance(
     spec: crate::config::VrrpSpec,
+    start: vrrp::instance::Start,
     ownership: &watch::Sender<Ownership>,
     board: &watch::Receiver<HealthBoard>,
 ) -> Instance {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<Stop>();
     let ownership = ownership.clone();
     let board = Some(board.clone());
     let run_spec = spec.clone();
     let task = tokio::spawn(async move {
         let name = run_spec.name.clone();
-        let stopped = async move {
-            let _ = stopped.await;
-        };
-        if let Err(error) = vrrp::instance::run(run_spec, ownership, board, stopped).await {
+        let stopped = async move { stopped.await.unwrap_or(Stop::Leave) };
+        if let Err(error) = vrrp::instance::run(run_spec, start, ownership, board, stopped).await {
             tracing::error!(%error, instance = %name, "VRRP instance stopped");
         }
     });
@@ -209,9 +257,9 @@ fn start_instance(
 }
 
 impl Instance {
-    /// Stops the instance and waits until it has left.
-    async fn stop(self) {
-        let _ = self.stop.send(());
+    /// Stops the instance as `how` says and waits until it has.
+    async fn stop(self, how: Stop) {
+        let _ = self.stop.send(how);
         let _ = self.task.await;
     }
 }
@@ -276,10 +324,29 @@ async fn serve(
     model: &L4Model,
     force_mode: Option<XdpModeSetting>,
     dataplane: &mut Dataplane,
-    inherited: HashMap<std::net::SocketAddr, std::net::TcpListener>,
+    mut inherited: Option<upgrade::Inherited>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
-    let (ownership_tx, mut ownership_rx) = watch::channel(Ownership::default());
+) -> Result<Exit, AgentError> {
+    // Instances the previous agent was master of are master here from the start, so the
+    // first map sync already forwards for their VIPs.
+    let masters: Vec<String> = inherited
+        .as_ref()
+        .map(|i| i.masters.clone())
+        .unwrap_or_default();
+    let seeded: Ownership = Arc::new(
+        masters
+            .iter()
+            .map(|name| {
+                let status = vrrp::instance::InstanceStatus {
+                    state: vrrp::fsm::State::Master,
+                    owns: true,
+                    tracking_fault: false,
+                };
+                (name.clone(), status)
+            })
+            .collect(),
+    );
+    let (ownership_tx, mut ownership_rx) = watch::channel(seeded);
     let resolver = Resolver::new()?;
     let addrs = real_addresses(model);
     let nexthops = resolver.resolve_all(&addrs, RESOLVE_PATIENCE).await?;
@@ -293,7 +360,10 @@ async fn serve(
         model.services.len(),
         config.global.maxconn,
         board_rx.clone(),
-        inherited,
+        inherited
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.listeners))
+            .unwrap_or_default(),
     )
     .map_err(AgentError::Proxy)?;
     let mut running = Running {
@@ -346,8 +416,21 @@ async fn serve(
         }
     };
     for spec in running.config.resolved.vrrp.clone() {
-        let instance = start_instance(spec, &running.ownership_tx, &running.board_rx);
+        let start = if masters.contains(&spec.name) {
+            Start::Resume
+        } else {
+            Start::Elect
+        };
+        let instance = start_instance(spec, start, &running.ownership_tx, &running.board_rx);
         running.instances.push(instance);
+    }
+    if let Some(inherited) = inherited {
+        // Everything runs here: the old agent may stop accepting and leave.
+        let answer = tokio::task::spawn_blocking(move || inherited.finish())
+            .await
+            .map_err(|e| AgentError::Upgrade(std::io::Error::other(e)))?
+            .map_err(AgentError::Upgrade)?;
+        tracing::info!(%answer, "the previous agent is handing over");
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(AgentError::Health)?;
@@ -358,9 +441,9 @@ async fn serve(
         "lb running"
     );
     tokio::pin!(shutdown);
-    loop {
+    let exit = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Exit::Stopped,
             _ = hangup.recv() => {
                 match running.reload().await {
                     Ok(summary) => tracing::info!("reload (SIGHUP): {summary}"),
@@ -380,6 +463,22 @@ async fn serve(
                         }
                     };
                     let _ = answer.send(reply);
+                }
+                admin::Control::UpgradeState(answer) => {
+                    let masters = ownership_rx
+                        .borrow()
+                        .iter()
+                        .filter(|(_, status)| status.owns)
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    let _ = answer.send(upgrade::State {
+                        listeners: running.proxy.listener_fds(),
+                        masters,
+                    });
+                }
+                admin::Control::HandOver(answer) => {
+                    let _ = answer.send("ok: handing over\n".to_string());
+                    break Exit::HandedOver;
                 }
             },
             changed = ownership_rx.changed() => {
@@ -415,15 +514,51 @@ async fn serve(
                 }
             }
         }
+    };
+    if let Exit::HandedOver = exit {
+        hand_over(&mut running).await;
+        return Ok(exit);
     }
     let _ = std::fs::remove_file(&status_path);
     let _ = std::fs::remove_file(&api_path);
     tracing::info!("shutting down");
     // VRRP masters leave first (priority 0, addresses removed), so backups take over at once.
     for instance in std::mem::take(&mut running.instances) {
-        instance.stop().await;
+        instance.stop(Stop::Leave).await;
     }
-    Ok(())
+    Ok(exit)
+}
+
+/// How long a replaced agent waits for its connections to finish.
+const HANDOVER_GRACE: Duration = Duration::from_secs(60);
+
+/// The old agent's part of a binary upgrade, after the new one runs: stop accepting, stop
+/// VRRP without leaving, stop checking, let connections finish. Pins, links, the runtime
+/// API socket and the status file now belong to the new agent and stay.
+async fn hand_over(running: &mut Running<'_>) {
+    if let Err(error) = running.proxy.hand_over() {
+        tracing::error!(%error, "handing the proxy over");
+    }
+    for instance in std::mem::take(&mut running.instances) {
+        instance.stop(Stop::HandOver).await;
+    }
+    drop(running.checks.take());
+    let started = std::time::Instant::now();
+    loop {
+        let live = running.proxy.live_connections();
+        if live == 0 {
+            break;
+        }
+        if started.elapsed() > HANDOVER_GRACE {
+            tracing::warn!(
+                live,
+                "closing connections still open after the grace period"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!("handed over to the new agent; exiting");
 }
 
 /// Aborts a task when dropped.

@@ -110,7 +110,7 @@ impl Running<'_> {
                 running.push(instance);
             } else {
                 let name = instance.spec.name.clone();
-                instance.stop().await;
+                instance.stop(crate::vrrp::instance::Stop::Leave).await;
                 self.ownership_tx.send_modify(|o| {
                     std::sync::Arc::make_mut(o).remove(&name);
                 });
@@ -119,7 +119,12 @@ impl Running<'_> {
         for spec in wanted {
             if !running.iter().any(|i| i.spec == spec) {
                 restarted += 1;
-                running.push(start_instance(spec, &self.ownership_tx, &self.board_rx));
+                running.push(start_instance(
+                    spec,
+                    crate::vrrp::instance::Start::Elect,
+                    &self.ownership_tx,
+                    &self.board_rx,
+                ));
             }
         }
         self.instances = running;

@@ -7,7 +7,10 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     os::fd::{AsRawFd as _, RawFd},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use arc_swap::ArcSwap;
@@ -62,6 +65,8 @@ pub struct ProxyRuntime {
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
     global_slots: Option<Arc<Semaphore>>,
     board: watch::Receiver<HealthBoard>,
+    /// Client connections open now.
+    live: Arc<AtomicUsize>,
 }
 
 impl ProxyRuntime {
@@ -82,6 +87,7 @@ impl ProxyRuntime {
             global_slots: (global_maxconn > 0)
                 .then(|| Arc::new(Semaphore::new(global_maxconn as usize))),
             board,
+            live: Arc::default(),
         });
         let addrs: Vec<SocketAddr> = runtime.current().bind_addrs().collect();
         let mut opened = Vec::new();
@@ -178,11 +184,21 @@ impl ProxyRuntime {
         self.lock().iter().map(|(a, l)| (*a, l.fd)).collect()
     }
 
-    /// Stops accepting on every socket (the new process accepts on its copies).
-    pub fn stop_accepting(&self) {
+    /// Hands over to a new process that accepts on copies of the sockets: stops accepting,
+    /// and serves each open connection's next request with `Connection: close` (an idle
+    /// connection is not closed under a client that may be sending on it).
+    pub fn hand_over(&self) -> std::io::Result<()> {
         for (_, listener) in self.lock().drain() {
             listener.task.abort();
         }
+        let empty = Proxy::build(Vec::new(), Vec::new(), 0, self.board.clone(), None)?;
+        self.current.store(Arc::new(empty));
+        Ok(())
+    }
+
+    /// Client connections open now.
+    pub fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Listener>> {
@@ -203,6 +219,7 @@ impl ProxyRuntime {
                 addr,
                 self.current.clone(),
                 self.global_slots.clone(),
+                self.live.clone(),
             ));
             tracing::info!(%addr, "listening");
             listeners.insert(
@@ -241,6 +258,7 @@ async fn accept_loop(
     addr: SocketAddr,
     current: Arc<ArcSwap<Proxy>>,
     global_slots: Option<Arc<Semaphore>>,
+    live: Arc<AtomicUsize>,
 ) {
     loop {
         let proxy = current.load_full();
@@ -270,7 +288,9 @@ async fn accept_loop(
         let acceptor = proxy.frontends[f].acceptors.get(bind).cloned().flatten();
         let h2c = proxy.frontends[f].spec.bind.get(bind).is_some_and(|b| b.h2);
         let current = current.clone();
+        let counted = LiveConnection::enter(&live);
         tokio::spawn(async move {
+            let _counted = counted;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(peer);
             match acceptor {
@@ -293,5 +313,21 @@ async fn accept_loop(
             }
             drop((permit, global_permit));
         });
+    }
+}
+
+/// Counts one open client connection while it lives.
+struct LiveConnection(Arc<AtomicUsize>);
+
+impl LiveConnection {
+    fn enter(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        LiveConnection(live.clone())
+    }
+}
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

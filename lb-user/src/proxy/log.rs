@@ -193,7 +193,9 @@ impl Logger {
                     .append(true)
                     .open(path)?;
                 Box::new(move |line| {
-                    let _ = writeln!(file, "{line}");
+                    // One write per line: with O_APPEND, lines of another writer of the same
+                    // file (the agent before a binary upgrade) never land inside ours.
+                    let _ = file.write_all(format!("{line}\n").as_bytes());
                 })
             }
             LogTarget::Syslog(path) => {

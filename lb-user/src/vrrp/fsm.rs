@@ -44,6 +44,12 @@ pub enum Event {
     Startup,
     /// The instance stops (a clean shutdown).
     Shutdown,
+    /// The instance starts in a new agent that takes over from an agent of this node that
+    /// was master (binary upgrade): it stays master, without an election.
+    Resume,
+    /// The instance stops because a new agent of this node takes over (binary upgrade): no
+    /// priority 0 and the addresses stay, so the VIP does not move.
+    HandOver,
     /// The running timer fired: Master_Down_Timer in Backup, Adver_Timer in Master.
     Timer,
     /// A valid advertisement for our VRID arrived.
@@ -182,6 +188,15 @@ impl Fsm {
                 self.priority = priority;
             }
             (State::Initialize, Event::Startup) => self.start(&mut actions),
+            (State::Initialize, Event::Resume) => {
+                self.started = self.now;
+                self.master_adver_cs = self.params.advert_cs;
+                self.become_master(&mut actions);
+            }
+            (_, Event::HandOver) => {
+                actions.push(Action::StopTimer);
+                self.enter(State::Initialize, &mut actions);
+            }
             (State::Fault, Event::FaultCleared) => self.start(&mut actions),
             (State::Backup, Event::Shutdown) | (State::Fault, Event::Shutdown) => {
                 actions.push(Action::StopTimer);
@@ -311,6 +326,31 @@ mod tests {
             ..params(200)
         });
         assert_eq!(v2.skew(), Duration::from_micros(218_750));
+    }
+
+    #[test]
+    fn a_binary_upgrade_hands_mastership_over_without_an_election() {
+        // The old agent stops without priority 0 and leaves the addresses in place.
+        let mut old = Fsm::new(params(100));
+        old.handle(Event::Startup, T0);
+        old.handle(Event::Timer, old.master_down_interval());
+        assert_eq!(old.state(), State::Master);
+        assert_eq!(
+            old.handle(Event::HandOver, Duration::from_secs(5)),
+            vec![Action::StopTimer, Action::Entered(State::Initialize)]
+        );
+        // The new one is master at once: it advertises before any backup's timer can fire.
+        let mut new = Fsm::new(params(100));
+        assert_eq!(
+            new.handle(Event::Resume, T0),
+            vec![
+                Action::SendAdvert(100),
+                Action::AddAddresses,
+                Action::Announce,
+                Action::SetTimer(Duration::from_secs(1)),
+                Action::Entered(State::Master),
+            ]
+        );
     }
 
     #[test]

@@ -248,13 +248,32 @@ pub fn accept(spec: &VrrpSpec, received: &super::net::Received) -> Result<Advert
     Ok(advert)
 }
 
-/// Runs the instance until `shutdown` resolves; then leaves cleanly (priority 0, addresses
-/// removed).
+/// How an instance starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// As a backup, electing (or master at once as the address owner, priority 255).
+    Elect,
+    /// As master, taking over from this node's previous agent that was master (binary
+    /// upgrade): the addresses are already here.
+    Resume,
+}
+
+/// How an instance stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Leave cleanly: a master sends priority 0 and removes its addresses.
+    Leave,
+    /// A new agent on this node takes over (binary upgrade): addresses stay, no priority 0.
+    HandOver,
+}
+
+/// Runs the instance until `shutdown` resolves, then stops as it says.
 pub async fn run(
     spec: VrrpSpec,
+    start: Start,
     ownership: watch::Sender<Ownership>,
     board: Option<watch::Receiver<crate::health::HealthBoard>>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
 ) -> Result<(), InstanceError> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
     tokio::spawn(connection);
@@ -284,9 +303,12 @@ pub async fn run(
         let garp = garp::GarpSender::open(interface.index, interface.mac)?;
         (socket, IpAddr::V4(local), Announcer::Arp(garp))
     };
-    // Addresses a previous run left behind are not ours until we win the election.
-    for vip in &vips {
-        addr::remove(&handle, interface.index, *vip).await?;
+    // Addresses a previous run left behind are not ours until we win the election (unless
+    // that run hands mastership over to this one).
+    if start == Start::Elect {
+        for vip in &vips {
+            addr::remove(&handle, interface.index, *vip).await?;
+        }
     }
     let mut fsm = Fsm::new(Params {
         version: spec.version,
@@ -315,15 +337,19 @@ pub async fn run(
     let mut group = ownership.subscribe();
     let mut group_seen = group.borrow_and_update().clone();
     let started = Instant::now();
-    let actions = fsm.handle(Event::Startup, Duration::ZERO);
+    let first = match start {
+        Start::Elect => Event::Startup,
+        Start::Resume => Event::Resume,
+    };
+    let actions = fsm.handle(first, Duration::ZERO);
     runtime.perform(actions).await;
     let mut refresh = spec.garp_refresh.map(tokio::time::interval);
     tokio::pin!(shutdown);
-    loop {
+    let stop = loop {
         let timer = runtime.timer;
         let next_burst = runtime.bursts.first().copied();
         tokio::select! {
-            () = &mut shutdown => break,
+            stop = &mut shutdown => break stop,
             () = async { tokio::time::sleep_until(next_burst.unwrap_or_else(Instant::now)).await }, if next_burst.is_some() => {
                 runtime.bursts.remove(0);
                 if fsm.state() == State::Master {
@@ -431,8 +457,12 @@ pub async fn run(
                 runtime.announce();
             }
         }
-    }
-    let actions = fsm.handle(Event::Shutdown, started.elapsed());
+    };
+    let event = match stop {
+        Stop::Leave => Event::Shutdown,
+        Stop::HandOver => Event::HandOver,
+    };
+    let actions = fsm.handle(event, started.elapsed());
     runtime.perform(actions).await;
     Ok(())
 }
