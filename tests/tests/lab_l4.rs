@@ -294,3 +294,119 @@ fn two_nodes_with_the_same_config_agree_on_every_flow() {
     );
     assert!(first.iter().any(|a| a == "real1") && first.iter().any(|a| a == "real3"));
 }
+
+/// `lb reload` changes the L4 maps by the difference only: a removed real loses new flows but
+/// an established flow to a kept real goes on, an added service forwards at once, ids of what
+/// stayed do not move (so connection-table entries stay valid), and removing the service
+/// again is reported as such.
+#[test]
+fn reload_writes_only_the_difference_and_keeps_flows() {
+    require_root();
+    let lab = balancer_with_reals("l4reload", REALS)
+        .build()
+        .expect("build the lab");
+    for i in 1..=REALS {
+        for port in [7000u16, 7001] {
+            let name = format!("real{i}-{port}");
+            lab.host(&format!("real{i}"))
+                .spawn(move || async move {
+                    let listener = TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+                    line_echo_server(listener, name, SERVE_FOR).await;
+                })
+                .expect("start server");
+        }
+    }
+    let bpf_dir = unique_bpf_dir();
+    let all = [(1, 1), (2, 1), (3, 1)];
+    let base = l4_config(&bpf_dir, "dr", 7000, &all, None);
+    let agent =
+        RunningAgent::start(&lab, lab.host("lb"), &base, &bpf_dir, &[]).expect("start the agent");
+    let ids_before = lb::dataplane::pinned_ids(&bpf_dir).expect("ids");
+
+    let vip: SocketAddr = format!("{VIP}:7000").parse().expect("vip");
+    let connect = |lab: &Lab, vip: SocketAddr| {
+        let stream = lab
+            .host("client")
+            .spawn(move || async move {
+                tokio::net::TcpStream::connect(vip)
+                    .await
+                    .and_then(|s| s.into_std())
+            })
+            .expect("client")
+            .join()
+            .expect("client thread")
+            .expect("connect to the VIP");
+        stream.set_nonblocking(false).expect("blocking");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        (stream, reader)
+    };
+    let (mut stream, mut reader) = connect(&lab, vip);
+    let first = exchange(&mut stream, &mut reader, "one");
+    let (real, _) = first.split_once('-').expect("realN-port:line");
+    let serving: usize = real.trim_start_matches("real").parse().expect("number");
+
+    // Reload: one other real goes, a second service comes.
+    let other = (1..=REALS).find(|i| *i != serving).expect("another real");
+    let remaining: Vec<(usize, u32)> = all.iter().copied().filter(|(i, _)| *i != other).collect();
+    let extra = format!(
+        "\n[[l4]]\nname = \"extra\"\nvip = \"{VIP}:7001\"\nmode = \"dr\"\nreals = [{{ addr = \"{}\" }}]\n",
+        real_addr(serving)
+    );
+    let changed = format!(
+        "{}{extra}",
+        l4_config(&bpf_dir, "dr", 7000, &remaining, None)
+    );
+    let answer = agent.reload(&changed).expect("reload");
+    assert!(
+        answer.contains("2 L4 services (1 written, 0 removed)"),
+        "{answer}"
+    );
+    assert_eq!(
+        exchange(&mut stream, &mut reader, "two"),
+        format!("{real}-7000:two"),
+        "the established flow stays on its real"
+    );
+    let ids_after = lb::dataplane::pinned_ids(&bpf_dir).expect("ids");
+    let web_id = |ids: &lb::dataplane::model::Previous| {
+        ids.services
+            .iter()
+            .find(|(key, _)| key.port == 7000)
+            .map(|(_, id)| *id)
+    };
+    assert_eq!(web_id(&ids_before), web_id(&ids_after), "service id kept");
+    for (addr, port, id) in &ids_after.reals {
+        if let Some((_, _, before)) = ids_before
+            .reals
+            .iter()
+            .find(|(a, p, _)| a == addr && p == port)
+        {
+            assert_eq!(before, id, "real {addr}:{port} kept its id");
+        }
+    }
+    // New connections: none to the removed real; the new service answers.
+    let removed = format!("real{other}-");
+    for _ in 0..20 {
+        let (mut s, mut r) = connect(&lab, vip);
+        let answer = exchange(&mut s, &mut r, "hi");
+        assert!(!answer.starts_with(&removed), "{answer}");
+    }
+    let (mut s, mut r) = connect(&lab, format!("{VIP}:7001").parse().expect("vip"));
+    assert_eq!(
+        exchange(&mut s, &mut r, "new"),
+        format!("real{serving}-7001:new")
+    );
+
+    // And back: the extra service is removed.
+    let answer = agent.reload(&base).expect("reload back");
+    assert!(
+        answer.contains("1 L4 services (0 written, 1 removed)"),
+        "{answer}"
+    );
+    assert_eq!(
+        exchange(&mut stream, &mut reader, "three"),
+        format!("{real}-7000:three")
+    );
+}

@@ -24,6 +24,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("haproxy", "L4/L7 yardstick and peer"),
     ("nginx", "real backends in lab tests"),
     ("wrk", "HTTP load for tests and benchmarks"),
+    (
+        "nghttp2-client",
+        "h2load: HTTP/2 load in tests and the l7 benchmark",
+    ),
+    (
+        "libnginx-mod-stream",
+        "nginx's TCP proxy: the yardstick of the TCP-mode benchmark row",
+    ),
     ("curl", "HTTP client in lab tests"),
     ("tcpdump", "capturing lab traffic while debugging"),
     ("nftables", "nftables DNAT yardstick in benchmarks"),

@@ -1,12 +1,16 @@
 //! The L7 proxy (HAProxy-style frontends, ACLs, backends). Pure parts: request matching
-//! (`acl`), server selection (`balance`), persistence (`cookie`), header rules (`rewrite`), counters and the access log line (`counters`, `log`);
-//! I/O parts: connections to servers (`upstream`), tunnels after an upgrade (`tunnel`), and
-//! the HTTP/1.1 proxy that ties them together (`server`), TCP mode (`tcp`) and TLS termination (`tls`).
+//! (`acl`), server selection (`balance`), persistence (`cookie`), header rules (`rewrite`),
+//! counters and the access log line (`counters`, `log`). I/O parts: the configuration
+//! snapshot with its run-time state (`snapshot`), listening sockets and reload
+//! (`listeners`), the smuggling guard on client bytes (`head_guard`), connections to servers
+//! (`upstream`), tunnels after an upgrade (`tunnel`), the HTTP proxy that ties them together
+//! (`server`), TCP mode (`tcp`) and TLS termination (`tls`).
 
 pub mod acl;
 pub mod balance;
 pub mod cookie;
 pub mod counters;
+pub mod head_guard;
 pub mod listeners;
 pub mod log;
 pub mod rewrite;

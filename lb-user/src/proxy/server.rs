@@ -97,6 +97,8 @@ pub(super) async fn serve_connection<IO>(
         super::tcp::serve(stream, peer, local, f, &proxy).await;
         return;
     }
+    // Requests hyper would take with two framings are refused before it reads them.
+    let stream = super::head_guard::HeadGuard::new(stream);
     let keep_alive = spec.options.connection != ConnectionMode::Close;
     let header_timeout = spec.timeout_http_request;
     let accepted = SystemTime::now();

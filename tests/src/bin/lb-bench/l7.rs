@@ -32,6 +32,8 @@ const BULK_CONNECTIONS: u64 = 4;
 const BULK_BYTES: u64 = 512 << 20;
 const SECONDS: u32 = 8;
 const CONNECTIONS: u32 = 50;
+/// Streams in flight per HTTP/2 connection (h2load -m).
+const H2_STREAMS: u32 = 10;
 /// Idle connections held open for the memory row. HAProxy's maxconn must stay under this
 /// machine's file limit (20,000; HAProxy needs two per connection plus spares).
 const IDLE: usize = 5000;
@@ -190,7 +192,7 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Resul
             let config = format!(
                 "global\n  nbthread 1\n  maxconn 9000\ndefaults\n  mode http\n  timeout connect 5s\n  \
                  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
-                 frontend fe\n  bind {FRONTEND}\n  bind {FRONTEND_TLS} ssl crt {pem}\n  default_backend be\nbackend be\n  server b1 {backend}\n\
+                 frontend fe\n  bind {FRONTEND}\n  bind {FRONTEND_TLS} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\nbackend be\n  server b1 {backend}\n\
                  listen bulk\n  mode tcp\n  bind {FRONTEND_TCP}\n  server b1 {bulk}\n"
             );
             let file = write(dir, "haproxy.cfg", &config)?;
@@ -200,14 +202,16 @@ fn start_proxy(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Resul
         }
         Proxy::Nginx => {
             let config = format!(
-                "worker_processes 1;\npid {dir}/proxy.pid;\nerror_log {dir}/proxy-error.log;\n\
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+                 worker_processes 1;\npid {dir}/proxy.pid;\nerror_log {dir}/proxy-error.log;\n\
                  worker_rlimit_nofile 20000;\nevents {{ worker_connections 9000; }}\n\
                  http {{\n access_log off;\n keepalive_requests 1000000;\n keepalive_timeout 60s;\n\
                  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
                  uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
                  upstream be {{ server {backend}; keepalive 64; }}\n\
-                 server {{\n  listen {FRONTEND};\n  listen {FRONTEND_TLS} ssl;\n  ssl_certificate {pem};\n  ssl_certificate_key {pem};\n  location / {{ proxy_pass http://be; \
-                 proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n",
+                 server {{\n  listen {FRONTEND};\n  listen {FRONTEND_TLS} ssl http2;\n  ssl_certificate {pem};\n  ssl_certificate_key {pem};\n  location / {{ proxy_pass http://be; \
+                 proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n\
+                 stream {{\n server {{ listen {FRONTEND_TCP}; proxy_pass {bulk}; }}\n}}\n",
                 dir = dir.display()
             );
             let file = write(dir, "nginx-proxy.conf", &config)?;
@@ -342,13 +346,8 @@ fn idle_memory(lab: &Lab, pid: u32, count: usize) -> anyhow::Result<f64> {
     Ok((after - before) * 1024.0 / count as f64)
 }
 
-/// CPU seconds the proxy spends per GB copied in TCP mode (`None`: this proxy has no TCP
-/// mode here).
-fn bulk_cpu_per_gb(lab: &Lab, proxy: Proxy, pid: u32) -> anyhow::Result<Option<f64>> {
-    if proxy == Proxy::Nginx {
-        // Debian's nginx builds `stream` as a module package that is not installed here.
-        return Ok(None);
-    }
+/// CPU seconds the proxy spends per GB copied in TCP mode (nginx: its stream module).
+fn bulk_cpu_per_gb(lab: &Lab, proxy: Proxy, pid: u32) -> anyhow::Result<f64> {
     let cpu = tree_cpu(pid)?;
     let got = lab
         .host("client")
@@ -367,17 +366,92 @@ fn bulk_cpu_per_gb(lab: &Lab, proxy: Proxy, pid: u32) -> anyhow::Result<Option<f
         proxy.name(),
         BULK_CONNECTIONS * BULK_BYTES
     );
-    Ok(Some(
-        (tree_cpu(pid)? - cpu) * (1u64 << 30) as f64 / got as f64,
-    ))
+    Ok((tree_cpu(pid)? - cpu) * (1u64 << 30) as f64 / got as f64)
 }
 
-fn measure(
-    lab: &Lab,
-    proxy: Proxy,
-    dir: &Path,
-    pem: &Path,
-) -> anyhow::Result<(Vec<Figures>, f64, Option<f64>)> {
+/// h2load over TLS (ALPN h2): `H2_STREAMS` streams in flight on each of `CONNECTIONS`
+/// connections for `SECONDS`; every request must succeed. Returns (requests, requests/s,
+/// mean latency ms).
+fn h2load(lab: &Lab) -> anyhow::Result<(f64, f64, f64)> {
+    let output = lab
+        .host("client")
+        .command("h2load")?
+        .args([
+            "-t1".to_string(),
+            format!("-c{CONNECTIONS}"),
+            format!("-m{H2_STREAMS}"),
+            format!("-D{SECONDS}"),
+            format!("https://{FRONTEND_TLS}/"),
+        ])
+        .output()
+        .context("running h2load (run `cargo xtask setup`)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "h2load failed: {text}");
+    ensure!(
+        text.contains("Application protocol: h2"),
+        "h2load did not speak HTTP/2: {text}"
+    );
+    // "requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, 0 errored, 0 timeout"
+    let counts = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .with_context(|| format!("no request counts in {text}"))?;
+    let count = |word: &str| -> Option<f64> {
+        let words: Vec<&str> = counts.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+        words
+            .windows(2)
+            .find(|w| w[1] == word)
+            .and_then(|w| w[0].parse().ok())
+    };
+    let done = count("succeeded").with_context(|| format!("no succeeded count in {counts}"))?;
+    ensure!(
+        count("failed") == Some(0.0) && count("errored") == Some(0.0),
+        "h2load saw failures: {counts}"
+    );
+    let status_2xx = text
+        .lines()
+        .find(|l| l.starts_with("status codes:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse::<f64>().ok())
+        .with_context(|| format!("no status codes in {text}"))?;
+    ensure!(status_2xx == done, "h2load saw non-2xx answers: {text}");
+    // "finished in 8.00s, 12345.67 req/s, 1.23MB/s"
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no req/s in {text}"))?;
+    // "time for request:   1.2ms   30.1ms   4.5ms   2.1ms   80.00%" (min max mean sd)
+    let mean = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("time for request:"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .with_context(|| format!("no request time in {text}"))?;
+    let (number, unit) =
+        mean.split_at(mean.find(|c: char| c.is_alphabetic()).unwrap_or(mean.len()));
+    let number: f64 = number.parse()?;
+    let mean_ms = match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        other => bail!("h2load time unit `{other}`"),
+    };
+    Ok((done, rps, mean_ms))
+}
+
+/// What one proxy measured: the wrk rows, idle KiB per connection, TCP CPU-s per GB, and the
+/// HTTP/2 row (p50 holds h2load's mean).
+struct Measured {
+    rows: Vec<Figures>,
+    idle_kib: f64,
+    bulk_cpu_per_gb: f64,
+    h2: Figures,
+}
+
+fn measure(lab: &Lab, proxy: Proxy, dir: &Path, pem: &Path) -> anyhow::Result<Measured> {
     let pid = start_proxy(lab, proxy, dir, pem)?;
     // Warm-up: connections, pools, caches.
     wrk(lab, &LOADS[0], 2)?;
@@ -395,16 +469,30 @@ fn measure(
             rss_mib: tree_rss(pid),
         });
     }
+    let cpu = tree_cpu(pid)?;
+    let (requests, rps, mean_ms) = h2load(lab)?;
+    let h2 = Figures {
+        rps,
+        p50_ms: mean_ms,
+        p99_ms: f64::NAN,
+        cpu_per_100k: (tree_cpu(pid)? - cpu) * 100_000.0 / requests,
+        rss_mib: tree_rss(pid),
+    };
     let bulk = bulk_cpu_per_gb(lab, proxy, pid)?;
     // Stop it: the next proxy binds the same address.
     // SAFETY: plain kill(2) of a child this lab started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     std::thread::sleep(Duration::from_millis(500));
-    Ok((rows, idle, bulk))
+    Ok(Measured {
+        rows,
+        idle_kib: idle,
+        bulk_cpu_per_gb: bulk,
+        h2,
+    })
 }
 
 pub fn l7() -> anyhow::Result<()> {
-    for tool in ["wrk", "haproxy", "nginx"] {
+    for tool in ["wrk", "h2load", "haproxy", "nginx"] {
         if std::process::Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -459,8 +547,8 @@ pub fn l7() -> anyhow::Result<()> {
     );
     for (l, load) in LOADS.iter().enumerate() {
         for (p, proxy) in proxies.iter().enumerate() {
-            let f = results[p].0[l];
-            let h = haproxy.0[l];
+            let f = results[p].rows[l];
+            let h = haproxy.rows[l];
             println!(
                 "{:<28} {:<8} {:>9.0} {:>6.2} {:>8.2} {:>6.2} {:>8.2} {:>6.2} {:>10.2} {:>6.2} {:>8.1} {:>6.2}",
                 load.name,
@@ -479,33 +567,50 @@ pub fn l7() -> anyhow::Result<()> {
         }
     }
     println!();
+    println!(
+        "HTTP/2 over TLS: h2load -t1 -c{CONNECTIONS} -m{H2_STREAMS} -D{SECONDS} (mean latency; h2load prints no percentiles)"
+    );
+    println!(
+        "{:<8} {:>9} {:>6} {:>8} {:>6} {:>10} {:>6} {:>8} {:>6}",
+        "proxy", "req/s", "/ha", "mean ms", "/ha", "CPU-s/100k", "/ha", "RSS MiB", "/ha"
+    );
+    for (p, proxy) in proxies.iter().enumerate() {
+        let (f, h) = (results[p].h2, haproxy.h2);
+        println!(
+            "{:<8} {:>9.0} {:>6.2} {:>8.2} {:>6.2} {:>10.2} {:>6.2} {:>8.1} {:>6.2}",
+            proxy.name(),
+            f.rps,
+            f.rps / h.rps,
+            f.p50_ms,
+            f.p50_ms / h.p50_ms,
+            f.cpu_per_100k,
+            f.cpu_per_100k / h.cpu_per_100k,
+            f.rss_mib,
+            f.rss_mib / h.rss_mib
+        );
+    }
+    println!();
     println!("{IDLE} idle keep-alive connections (one request answered on each, then held):");
     for (p, proxy) in proxies.iter().enumerate() {
         println!(
             "{:<8} {:>8.1} KiB per connection   / haproxy {:>5.2}",
             proxy.name(),
-            results[p].1,
-            results[p].1 / haproxy.1
+            results[p].idle_kib,
+            results[p].idle_kib / haproxy.idle_kib
         );
     }
     println!();
     println!(
-        "TCP mode, {BULK_CONNECTIONS} x {} MiB downloads: proxy CPU-s per GB",
+        "TCP mode, {BULK_CONNECTIONS} x {} MiB downloads: proxy CPU-s per GB (nginx: stream module)",
         BULK_BYTES >> 20
     );
     for (p, proxy) in proxies.iter().enumerate() {
-        match (results[p].2, haproxy.2) {
-            (Some(cpu), Some(ha)) => println!(
-                "{:<8} {:>8.3} CPU-s/GB   / haproxy {:>5.2}",
-                proxy.name(),
-                cpu,
-                cpu / ha
-            ),
-            _ => println!(
-                "{:<8} n/a (no TCP mode: nginx's stream module is not installed)",
-                proxy.name()
-            ),
-        }
+        println!(
+            "{:<8} {:>8.3} CPU-s/GB   / haproxy {:>5.2}",
+            proxy.name(),
+            results[p].bulk_cpu_per_gb,
+            results[p].bulk_cpu_per_gb / haproxy.bulk_cpu_per_gb
+        );
     }
     println!(
         "targets: CPU per request and p99 no worse than HAProxy's; memory per idle connection no more"
