@@ -6,7 +6,7 @@
 use std::{path::Path, process::Output, sync::Arc, time::Duration};
 
 use lb_tests::{
-    agent::{RunningAgent, unique_bpf_dir},
+    agent::{RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
     app::{AppStats, app_server},
     netns::Lab,
     require_root,
@@ -381,10 +381,20 @@ fn tls_to_servers_is_verified() {
         Some(&pem("backend.example")),
     )
     .expect("nginx");
+    // The first SYN across a fresh lab waits for neighbour resolution: not in a check's time.
+    lab.host("lb")
+        .spawn(|| async {
+            let _ = tokio::net::TcpStream::connect((real_addr(1).as_str(), 443)).await;
+        })
+        .expect("warm up")
+        .join()
+        .expect("warm up");
+    // Each server is health-checked over TLS with the same settings (HAProxy's check-ssl).
     let server = |name: &str, ssl: &str| {
         format!(
             "[[listen]]\nname = \"{name}\"\nbind = [\"10.0.1.1:{}\"]\nretries = 0\n\
-             servers = [{{ name = \"s\", addr = \"{}:443\", ssl = \"{ssl}\" }}]\n\n",
+             servers = [{{ name = \"s_{name}\", addr = \"{}:443\", ssl = \"{ssl}\" }}]\n\
+             check = {{ kind = \"http\", path = \"/\", inter = \"1s\", rise = 1, fall = 1, ssl = \"{ssl}\" }}\n\n",
             match name {
                 "verified" => 8081,
                 "wrong_ca" => 8082,
@@ -414,7 +424,18 @@ fn tls_to_servers_is_verified() {
         server("unverified", "verify none"),
     );
     let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
-    std::thread::sleep(Duration::from_millis(500));
+    let status = lb::agent::health_status_path(&bpf_dir);
+    for server in ["s_verified", "s_unverified"] {
+        wait_for_checked_up(&status, server, Duration::from_secs(5)).expect("checked up over TLS");
+    }
+    wait_for_health(&status, "s_wrong_ca", "DOWN", Duration::from_secs(5))
+        .expect("a check over TLS with the wrong CA fails");
+    let text = std::fs::read_to_string(&status).expect("status");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("s_wrong_ca") && l.contains("Layer6")),
+        "{text}"
+    );
     let get = |port: u16| {
         let out = curl(
             &lab,

@@ -234,6 +234,9 @@ pub struct CheckConfig {
     pub expect_status: Option<Vec<Spanned<String>>>,
     /// HTTP: a string the body must contain.
     pub expect_body: Option<String>,
+    /// TCP and HTTP: check over TLS (HAProxy `check-ssl`), with the words of a server's `ssl`:
+    /// `"verify required ca-file FILE [sni NAME]"` or `"verify none"`.
+    pub ssl: Option<Spanned<String>>,
     /// Script: program to run (exit status 0 is up); gets `LB_REAL_ADDR` and `LB_REAL_PORT`.
     pub script: Option<Spanned<String>>,
     /// Script: its arguments.

@@ -495,10 +495,24 @@ pub(super) fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<Che
             Some(ip)
         }
     };
+    let tls = match &check.ssl {
+        None => None,
+        Some(line) => {
+            if check.kind == CheckKind::Script {
+                return fail(line.span(), "`ssl` goes with tcp and http checks".into());
+            }
+            // The name checked is each server's address unless the line says `sni`.
+            let unspecified = IpAddr::from([0, 0, 0, 0]);
+            let tls = crate::proxy::tls::UpstreamTls::parse(line.get_ref(), unspecified)
+                .map_err(|message| (line.span(), message))?;
+            Some(std::sync::Arc::new(tls))
+        }
+    };
     let probe = match check.kind {
         CheckKind::Tcp => Probe::Tcp {
             send: check.send.as_ref().map(|s| s.as_bytes().to_vec()),
             expect: check.expect.as_ref().map(|s| s.as_bytes().to_vec()),
+            tls,
         },
         CheckKind::Http => {
             let version = match &check.version {
@@ -573,6 +587,7 @@ pub(super) fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<Che
                 headers: check.headers.iter().map(|h| h.get_ref().clone()).collect(),
                 expect_status,
                 expect_body: check.expect_body.clone(),
+                tls,
             })
         }
         CheckKind::Script => {

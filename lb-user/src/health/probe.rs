@@ -2,13 +2,18 @@
 //! body expectations, and an external script. Each returns a [`Outcome`] with a reason worded
 //! like HAProxy's, so transition logs read the same.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpStream,
     time::{Instant, timeout},
 };
+
+use crate::proxy::tls::UpstreamTls;
+
+/// TLS for a check (HAProxy's `check-ssl`): the same settings as TLS to servers.
+pub type CheckTls = Option<Arc<UpstreamTls>>;
 
 /// A check, ready to run against one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +24,8 @@ pub enum Probe {
         send: Option<Vec<u8>>,
         /// Bytes the reply must contain.
         expect: Option<Vec<u8>>,
+        /// Run over TLS (the handshake must succeed).
+        tls: CheckTls,
     },
     /// An HTTP request.
     Http(HttpProbe),
@@ -48,6 +55,8 @@ pub struct HttpProbe {
     pub expect_status: Vec<(u16, u16)>,
     /// A substring the body must contain.
     pub expect_body: Option<String>,
+    /// Run over TLS.
+    pub tls: CheckTls,
 }
 
 /// The result of one check.
@@ -72,16 +81,38 @@ fn outcome(start: Instant, passed: bool, reason: impl Into<String>, code: Option
     }
 }
 
-/// Connects to `target`; a failure is the check's (failed) outcome.
-async fn connect(target: SocketAddr, start: Instant) -> Result<TcpStream, Outcome> {
-    TcpStream::connect(target).await.map_err(|e| {
+/// A connection a check talks over: plain TCP or TLS.
+trait CheckStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> CheckStream for T {}
+
+/// Connects to `target` (and runs the TLS handshake when `tls`); a failure is the check's
+/// (failed) outcome, worded as HAProxy words it (Layer4 for TCP, Layer6 for TLS).
+async fn connect(
+    target: SocketAddr,
+    start: Instant,
+    tls: &CheckTls,
+) -> Result<Box<dyn CheckStream>, Outcome> {
+    let stream = TcpStream::connect(target).await.map_err(|e| {
         outcome(
             start,
             false,
             format!("Layer4 connection problem: {e}"),
             None,
         )
-    })
+    })?;
+    match tls {
+        None => Ok(Box::new(stream)),
+        Some(tls) => match tls.connect_to(stream, target.ip()).await {
+            Ok(stream) => Ok(Box::new(stream)),
+            Err(e) => Err(outcome(
+                start,
+                false,
+                format!("Layer6 invalid response: {e}"),
+                None,
+            )),
+        },
+    }
 }
 
 /// Largest response a check reads (headers and the part of the body searched).
@@ -95,7 +126,16 @@ impl Probe {
             Ok(result) => result,
             Err(_) => match self {
                 Probe::Script { .. } => outcome(start, false, "External check timeout", None),
-                Probe::Tcp { send: None, .. } => outcome(start, false, "Layer4 timeout", None),
+                Probe::Tcp {
+                    send: None,
+                    tls: None,
+                    ..
+                } => outcome(start, false, "Layer4 timeout", None),
+                Probe::Tcp {
+                    send: None,
+                    tls: Some(_),
+                    ..
+                } => outcome(start, false, "Layer6 timeout", None),
                 _ => outcome(start, false, "Layer7 timeout", None),
             },
         }
@@ -103,8 +143,8 @@ impl Probe {
 
     async fn run_inner(&self, target: SocketAddr, start: Instant) -> Outcome {
         match self {
-            Probe::Tcp { send, expect } => {
-                let mut stream = match connect(target, start).await {
+            Probe::Tcp { send, expect, tls } => {
+                let mut stream = match connect(target, start, tls).await {
                     Ok(stream) => stream,
                     Err(failed) => return failed,
                 };
@@ -119,7 +159,12 @@ impl Probe {
                     );
                 }
                 let Some(expected) = expect else {
-                    return outcome(start, true, "Layer4 check passed", None);
+                    let passed = if tls.is_some() {
+                        "Layer6 check passed"
+                    } else {
+                        "Layer4 check passed"
+                    };
+                    return outcome(start, true, passed, None);
                 };
                 let mut reply = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -185,7 +230,7 @@ impl HttpProbe {
     }
 
     async fn run(&self, target: SocketAddr, start: Instant) -> Outcome {
-        let mut stream = match connect(target, start).await {
+        let mut stream = match connect(target, start, &self.tls).await {
             Ok(stream) => stream,
             Err(failed) => return failed,
         };
@@ -283,6 +328,7 @@ mod tests {
             headers: vec!["X-Check: lb".into()],
             expect_status: vec![(200, 399)],
             expect_body: None,
+            tls: None,
         };
         let request = String::from_utf8(probe.request("10.0.0.1:80".parse().unwrap())).unwrap();
         assert_eq!(

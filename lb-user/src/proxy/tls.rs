@@ -111,6 +111,8 @@ pub struct UpstreamTls {
     pub line: String,
     connector: tokio_rustls::TlsConnector,
     name: ServerName<'static>,
+    /// The name came from `sni` (else from the server's address).
+    explicit_name: bool,
 }
 
 impl fmt::Debug for UpstreamTls {
@@ -182,6 +184,7 @@ impl UpstreamTls {
                 return Err(format!("expected verify required or none, found `{other}`"));
             }
         };
+        let explicit_name = sni.is_some();
         let name = match sni {
             Some(name) => ServerName::try_from(name.clone())
                 .map_err(|_| format!("`{name}` is not a server name"))?,
@@ -191,6 +194,7 @@ impl UpstreamTls {
             line: line.to_string(),
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             name,
+            explicit_name,
         })
     }
 
@@ -200,6 +204,21 @@ impl UpstreamTls {
         stream: tokio::net::TcpStream,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         self.connector.connect(self.name.clone(), stream).await
+    }
+
+    /// Runs the TLS handshake over `stream` to `peer`: the `sni` name if one was given, else
+    /// the peer's address (a health check's settings serve every server of a backend).
+    pub async fn connect_to(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::IpAddr,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let name = if self.explicit_name {
+            self.name.clone()
+        } else {
+            ServerName::IpAddress(peer.into())
+        };
+        self.connector.connect(name, stream).await
     }
 }
 
