@@ -450,3 +450,59 @@ fn tls_to_servers_is_verified() {
     );
     assert_eq!(get(8083), "secure real1 200");
 }
+
+/// `proto h2` on a server: lb speaks HTTP/2 to it, over TLS (ALPN h2) and with prior
+/// knowledge (h2c), whatever the client spoke; nginx answers with the protocol it served.
+#[test]
+fn http2_to_servers() {
+    require_root();
+    let lab = balancer_with_reals("h2up", 2).build().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certificates(dir.path(), &["backend.example"]);
+    let text = "served over $server_protocol";
+    lb_tests::daemons::nginx_backend(
+        &lab,
+        "real1",
+        &format!("{}:443 http2", real_addr(1)),
+        text,
+        dir.path(),
+        false,
+        Some(&dir.path().join("backend.example.pem")),
+    )
+    .expect("nginx with TLS");
+    lb_tests::daemons::nginx_backend(
+        &lab,
+        "real2",
+        &format!("{}:8080 http2", real_addr(2)),
+        text,
+        dir.path(),
+        false,
+        None,
+    )
+    .expect("nginx h2c");
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n\
+         [[listen]]\nname = \"tls\"\nbind = [\"10.0.1.1:8091\"]\n\
+         servers = [{{ name = \"t\", addr = \"{}:443\", ssl = \"verify none\", proto = \"h2\" }}]\n\n\
+         [[listen]]\nname = \"clear\"\nbind = [\"10.0.1.1:8092\"]\n\
+         servers = [{{ name = \"c\", addr = \"{}:8080\", proto = \"h2\" }}]\n",
+        bpf_dir.display(),
+        real_addr(1),
+        real_addr(2)
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    for port in [8091, 8092] {
+        for _ in 0..3 {
+            let out = curl(
+                &lab,
+                &["-w", " %{http_code}", &format!("http://10.0.1.1:{port}/")],
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "served over HTTP/2.0 200",
+                "port {port}"
+            );
+        }
+    }
+}

@@ -761,6 +761,9 @@ pub struct Server {
     /// TLS to the server: `"verify required ca-file /etc/lb/ca.pem sni api.example"` or
     /// `"verify none"` (HAProxy's `ssl verify ...`).
     pub ssl: Option<Spanned<String>>,
+    /// `"h2"`: speak HTTP/2 to the server (over TLS with ALPN h2, else with prior knowledge),
+    /// as HAProxy's `proto h2`. Default HTTP/1.1.
+    pub proto: Option<Spanned<String>>,
 }
 
 fn default_server_weight() -> u32 {

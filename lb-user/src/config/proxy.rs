@@ -264,6 +264,8 @@ pub struct ServerSpec {
     pub check: bool,
     /// TLS to the server.
     pub tls: Option<std::sync::Arc<crate::proxy::tls::UpstreamTls>>,
+    /// Speak HTTP/2 to it (`proto h2`).
+    pub h2: bool,
 }
 
 /// Validates the L7 sections: frontends (listens after them) and backends (likewise).
@@ -646,9 +648,23 @@ fn validate_backend(
                 format!("server cookie value `{cookie}` is used twice in backend `{name}`"),
             );
         }
+        let h2 = match &server.proto {
+            None => false,
+            Some(proto) if proto.get_ref() == "h2" => true,
+            Some(proto) => {
+                return fail(
+                    proto.span(),
+                    format!(
+                        "expected proto \"h2\" (HTTP/1.1 is the default), found `{}`",
+                        proto.get_ref()
+                    ),
+                );
+            }
+        };
         servers.push(ServerSpec {
             name: server_name,
             addr,
+            h2,
             weight: server.weight,
             backup: server.backup,
             maxconn: server.maxconn,
@@ -656,7 +672,7 @@ fn validate_backend(
             check: server.check,
             tls: match &server.ssl {
                 Some(line) => Some(std::sync::Arc::new(
-                    crate::proxy::tls::UpstreamTls::parse(line.get_ref(), addr.ip())
+                    crate::proxy::tls::UpstreamTls::parse(line.get_ref(), addr.ip(), h2)
                         .map_err(|e| (line.span(), e))?,
                 )),
                 None => None,
@@ -718,6 +734,11 @@ fn validate_backend(
         && let Some(ssl) = backend.servers.iter().find_map(|s| s.ssl.as_ref())
     {
         return fail(ssl.span(), "`ssl` to servers needs mode http".into());
+    }
+    if mode == Mode::Tcp
+        && let Some(proto) = backend.servers.iter().find_map(|s| s.proto.as_ref())
+    {
+        return fail(proto.span(), "`proto` of servers needs mode http".into());
     }
     if mode == Mode::Http && balance == Algorithm::RdpCookie {
         let span = balance_value.map(Spanned::span).unwrap_or(0..0);

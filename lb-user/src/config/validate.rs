@@ -503,7 +503,7 @@ pub(super) fn validate_check(check: &CheckConfig, vip: SocketAddr) -> Result<Che
             }
             // The name checked is each server's address unless the line says `sni`.
             let unspecified = IpAddr::from([0, 0, 0, 0]);
-            let tls = crate::proxy::tls::UpstreamTls::parse(line.get_ref(), unspecified)
+            let tls = crate::proxy::tls::UpstreamTls::parse(line.get_ref(), unspecified, false)
                 .map_err(|message| (line.span(), message))?;
             Some(std::sync::Arc::new(tls))
         }

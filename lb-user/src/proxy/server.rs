@@ -535,10 +535,18 @@ async fn handle(
             backend.spec.timeout_connect,
             upgrade.is_some(),
             server.spec.tls.as_deref(),
+            server.spec.h2,
         )
         .await
         {
-            Ok(sender) => break (sender, false),
+            Ok(sender) => {
+                // An HTTP/2 connection is shared at once: requests arriving meanwhile are
+                // streams on it rather than connections of their own.
+                if reuse && let upstream::Sender::Http2(shared) = &sender {
+                    server.pool.put(upstream::Sender::Http2(shared.clone()));
+                }
+                break (sender, false);
+            }
             Err(error) => {
                 tracing::debug!(?error, server = %server.spec.name, "connect failed");
                 if !attempts.failed(&proxy, b, &mut s, &mut slot, &mut tried, &up, hash_key) {
@@ -640,12 +648,31 @@ async fn handle(
         &mut parts.headers,
         &vars,
     );
-    // Servers get origin-form targets (RFC 9112 section 3.2.1), whatever form the client used,
-    // over HTTP/1.1 whatever version the client spoke.
-    if let Some(path_and_query) = parts.uri.path_and_query().cloned() {
-        parts.uri = path_and_query.into();
+    if server.spec.h2 {
+        // HTTP/2 servers get the target as :scheme, :authority (the Host) and :path.
+        let authority = parts
+            .headers
+            .remove(header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| server.spec.addr.to_string());
+        let scheme = if server.spec.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if let Ok(uri) = format!("{scheme}://{authority}{target}").parse() {
+            parts.uri = uri;
+        }
+        parts.version = hyper::Version::HTTP_2;
+    } else {
+        // Servers get origin-form targets (RFC 9112 section 3.2.1), whatever form the client
+        // used, over HTTP/1.1 whatever version the client spoke.
+        if let Some(path_and_query) = parts.uri.path_and_query().cloned() {
+            parts.uri = path_and_query.into();
+        }
+        parts.version = hyper::Version::HTTP_11;
     }
-    parts.version = hyper::Version::HTTP_11;
     let mut request = Request::from_parts(parts, body);
 
     // Send; a pooled connection the server closed meanwhile gives the request back unsent,
@@ -666,6 +693,7 @@ async fn handle(
                         backend.spec.timeout_connect,
                         false,
                         server.spec.tls.as_deref(),
+                        server.spec.h2,
                     )
                     .await
                     {

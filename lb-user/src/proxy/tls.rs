@@ -130,8 +130,9 @@ impl PartialEq for UpstreamTls {
 impl Eq for UpstreamTls {}
 
 impl UpstreamTls {
-    /// Parses a server's `ssl` line; `addr` names the server when there is no `sni`.
-    pub fn parse(line: &str, addr: std::net::IpAddr) -> Result<UpstreamTls, String> {
+    /// Parses a server's `ssl` line; `addr` names the server when there is no `sni`. With
+    /// `h2`, the handshake offers only HTTP/2 (ALPN h2).
+    pub fn parse(line: &str, addr: std::net::IpAddr, h2: bool) -> Result<UpstreamTls, String> {
         let mut verify = None;
         let mut ca_file = None;
         let mut sni = None;
@@ -184,6 +185,10 @@ impl UpstreamTls {
                 return Err(format!("expected verify required or none, found `{other}`"));
             }
         };
+        let mut config = config;
+        if h2 {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+        }
         let explicit_name = sni.is_some();
         let name = match sni {
             Some(name) => ServerName::try_from(name.clone())

@@ -12,10 +12,11 @@ use std::{
 
 use bytes::Bytes;
 use hyper::{
+    Request, Response,
     body::{Body as HttpBody, Frame, Incoming, SizeHint},
-    client::conn::http1::SendRequest,
+    client::conn::{TrySendError, http1::SendRequest, http2},
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::tls::UpstreamTls;
@@ -32,8 +33,50 @@ const MAX_IDLE: usize = 256;
 /// Request and response bodies as the proxy passes them on.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
-/// A connection ready for one request.
-pub type Sender = SendRequest<Body>;
+/// A connection to a server, ready for a request.
+pub enum Sender {
+    /// HTTP/1.1: one request at a time.
+    Http1(SendRequest<Body>),
+    /// HTTP/2 (`proto h2`): requests are streams of one shared connection.
+    Http2(http2::SendRequest<Body>),
+}
+
+impl Sender {
+    /// The connection is gone (closed by the server, or after an error).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// A request may be sent now.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_ready(),
+            Sender::Http2(s) => s.is_ready(),
+        }
+    }
+
+    /// Waits until a request may be sent.
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `request`; a request the connection could not take is given back in the error.
+    pub async fn try_send_request(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        match self {
+            Sender::Http1(s) => s.try_send_request(request).await,
+            Sender::Http2(s) => s.try_send_request(request).await,
+        }
+    }
+}
 
 /// Why no connection could be made.
 #[derive(Debug)]
@@ -50,12 +93,27 @@ pub enum ConnectError {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// The HTTP/2 connection every request shares (`proto h2`).
+    shared: Mutex<Option<http2::SendRequest<Body>>>,
 }
 
 impl Pool {
     /// An idle connection that can take a request, if there is one (stale ones are closed
-    /// on the way).
+    /// on the way); for an HTTP/2 server, the shared connection.
     pub async fn take(&self) -> Option<Sender> {
+        let shared = self
+            .shared
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().filter(|s| !s.is_closed()).cloned());
+        if let Some(mut shared) = shared {
+            if shared.is_ready() {
+                return Some(Sender::Http2(shared));
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, shared.ready()).await {
+                return Some(Sender::Http2(shared));
+            }
+        }
         loop {
             let (mut sender, since) = self.idle.lock().ok()?.pop()?;
             if since.elapsed() >= IDLE_LIMIT || sender.is_closed() {
@@ -77,6 +135,17 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
+        let sender = match sender {
+            Sender::Http2(sender) => {
+                if let Ok(mut shared) = self.shared.lock()
+                    && shared.as_ref().is_none_or(|s| s.is_closed())
+                {
+                    *shared = Some(sender);
+                }
+                return;
+            }
+            http1 => http1,
+        };
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() >= MAX_IDLE {
                 idle.remove(0);
@@ -86,13 +155,15 @@ impl Pool {
     }
 }
 
-/// Opens a connection to `addr` and runs its HTTP/1.1 client side; `upgrades` keeps the
-/// connection usable as a tunnel after a `101 Switching Protocols`.
+/// Opens a connection to `addr` and runs its HTTP/1.1 client side (HTTP/2 with `h2`);
+/// `upgrades` keeps an HTTP/1.1 connection usable as a tunnel after a `101 Switching
+/// Protocols`.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     upgrades: bool,
     tls: Option<&UpstreamTls>,
+    h2: bool,
 ) -> Result<Sender, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
@@ -101,13 +172,39 @@ pub async fn connect(
     };
     let _ = stream.set_nodelay(true);
     match tls {
+        None if h2 => start_h2(stream).await,
         None => start(stream, upgrades).await,
         Some(tls) => match tokio::time::timeout(timeout, tls.connect(stream)).await {
+            Ok(Ok(stream)) if h2 => {
+                let negotiated = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                if !negotiated {
+                    return Err(ConnectError::Failed(std::io::Error::other(
+                        "the server did not agree to HTTP/2 (ALPN h2)",
+                    )));
+                }
+                start_h2(stream).await
+            }
             Ok(Ok(stream)) => start(stream, upgrades).await,
             Ok(Err(error)) => Err(ConnectError::Failed(error)),
             Err(_) => Err(ConnectError::TimedOut),
         },
     }
+}
+
+/// Runs the HTTP/2 client side over a connected (and maybe TLS) stream.
+async fn start_h2<IO>(stream: IO) -> Result<Sender, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Sender::Http2(sender))
 }
 
 /// Runs the HTTP/1.1 client side over a connected (and maybe TLS) stream.
@@ -128,7 +225,7 @@ where
             let _ = connection.await;
         });
     }
-    Ok(sender)
+    Ok(Sender::Http1(sender))
 }
 
 /// A server's response body that hands its connection back to the pool once read to the
