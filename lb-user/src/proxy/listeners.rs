@@ -294,6 +294,10 @@ async fn accept_loop(
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(peer);
             match acceptor {
+                // TCP mode: the plain socket, for zero-copy tunnels.
+                None if proxy.frontends[f].spec.mode == crate::config::Mode::Tcp => {
+                    super::tcp::serve(stream, peer, f, &proxy).await
+                }
                 None => {
                     let wire = if h2c { Wire::Auto } else { Wire::Http1 };
                     serve_connection(stream, peer, local, f, proxy, current, false, wire).await

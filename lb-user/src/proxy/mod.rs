@@ -4,7 +4,7 @@
 //! snapshot with its run-time state (`snapshot`), listening sockets and reload
 //! (`listeners`), the smuggling guard on client bytes (`head_guard`), connections to servers
 //! (`upstream`), tunnels after an upgrade (`tunnel`), the HTTP proxy that ties them together
-//! (`server`), TCP mode (`tcp`) and TLS termination (`tls`).
+//! (`server`), TCP mode (`tcp`, with zero-copy tunnels: `splice`) and TLS termination (`tls`).
 
 pub mod acl;
 pub mod balance;
@@ -16,6 +16,7 @@ pub mod log;
 pub mod rewrite;
 pub mod server;
 pub mod snapshot;
+pub mod splice;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;

@@ -39,7 +39,7 @@ use super::{
     tunnel,
     upstream::{self, PooledBody},
 };
-use crate::config::{ConnectionMode, ErrorPage, Mode};
+use crate::config::{ConnectionMode, ErrorPage};
 
 use super::upstream::Body;
 
@@ -93,10 +93,6 @@ pub(super) async fn serve_connection<IO>(
     let frontend = &proxy.frontends[f];
     let _session = frontend.counters.enter();
     let spec = &frontend.spec;
-    if spec.mode == Mode::Tcp {
-        super::tcp::serve(stream, peer, local, f, &proxy).await;
-        return;
-    }
     // Requests hyper would take with two framings are refused before it reads them.
     let stream = super::head_guard::HeadGuard::new(stream);
     let keep_alive = spec.options.connection != ConnectionMode::Close;

@@ -18,22 +18,15 @@ use super::{
     balance::{HashInput, Key, rdp_cookie},
     log::{TcpEntry, format_tcplog},
     server::{Attempts, Proxy, Slot, acquire, millis},
-    tunnel::{self, TunnelEnd},
+    tunnel::TunnelEnd,
 };
 
 /// Serves one client connection of TCP-mode frontend `f`.
-pub(super) async fn serve<IO>(
-    stream: IO,
-    client: SocketAddr,
-    _local: SocketAddr,
-    f: usize,
-    proxy: &Arc<Proxy>,
-) where
-    IO: AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+pub(super) async fn serve(stream: TcpStream, client: SocketAddr, f: usize, proxy: &Arc<Proxy>) {
     let accepted = SystemTime::now();
     let started = Instant::now();
     let frontend = &proxy.frontends[f];
+    let _session = frontend.counters.enter();
     // Validation gives every TCP frontend a default backend.
     let Some(b) = frontend.spec.default_backend else {
         return;
@@ -113,7 +106,7 @@ pub(super) async fn serve<IO>(
     let server = &backend.servers[s];
     entry.server = server.spec.name.clone();
     let _server_session = server.counters.enter();
-    let stats = tunnel::run(stream, server_stream, backend.spec.timeout_tunnel).await;
+    let stats = super::splice::run(&stream, &server_stream, backend.spec.timeout_tunnel).await;
     drop(slot);
     for counters in [&frontend.counters, &backend.counters, &server.counters] {
         counters
