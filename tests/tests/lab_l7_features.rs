@@ -714,3 +714,69 @@ fn global_maxconn_holds_further_connections_until_one_closes() {
     assert_eq!(waited.0, 200);
     assert!(waited.1 >= Duration::from_millis(600), "{waited:?}");
 }
+
+/// `http-request deny` refuses (403, or `deny_status`) before anything is forwarded;
+/// `monitor-uri` is answered by the proxy itself; with `option allbackups` every backup
+/// serves once the primary is gone (without it, only the first).
+#[test]
+fn deny_monitor_uri_and_allbackups() {
+    require_root();
+    let lab = balancer_with_reals("l7deny", 3).build().expect("lab");
+    let apps = spawn_apps(&lab, &[2, 3]);
+    warm_up(&lab, &[1, 2, 3]);
+    // web1 (real1) has no server: the primary is down from the start.
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\noptions = [\"allbackups\"]\n\
+             monitor_uri = \"/haproxy_test\"\n\
+             acls = [\"admin path_beg /admin\", \"scraper hdr(user-agent) -i badbot\"]\n\
+             http_request = [\"deny if admin\", \"deny deny_status 429 if scraper\"]\n\
+             check = {{ kind = \"tcp\", inter = \"200ms\", timeout = \"200ms\", rise = 1, fall = 1 }}\n\
+             servers = [{{ name = \"web1\", addr = \"{}:80\" }}, \
+             {{ name = \"b2\", addr = \"{}:80\", backup = true }}, \
+             {{ name = \"b3\", addr = \"{}:80\", backup = true }}]\n",
+            real_addr(1),
+            real_addr(2),
+            real_addr(3)
+        ),
+    );
+    let status = lb::agent::health_status_path(&bpf_dir);
+    wait_for_health(&status, "web1", "DOWN", Duration::from_secs(5)).expect("web1 down");
+    let answers = exchange(
+        &lab,
+        vec![
+            get("/admin/users", ""),
+            get("/", "User-Agent: BadBot\r\n"),
+            get("/haproxy_test", ""),
+        ],
+    );
+    assert_eq!(answers[0].status, 403);
+    assert_eq!(answers[1].status, 429);
+    assert_eq!(answers[2].status, 200);
+    assert!(
+        answers[2].body.contains("Service ready"),
+        "{}",
+        answers[2].body
+    );
+    let forwarded: usize = apps.iter().map(|a| a.requests()).sum();
+    assert_eq!(forwarded, 0, "denied and monitor requests reached a server");
+    // Both backups serve, round robin.
+    let bodies: Vec<String> = exchange(&lab, (0..6).map(|_| get("/", "")).collect())
+        .into_iter()
+        .map(|a| a.body)
+        .collect();
+    for backup in ["real2", "real3"] {
+        assert_eq!(
+            bodies.iter().filter(|b| b.as_str() == backup).count(),
+            3,
+            "{bodies:?}"
+        );
+    }
+    let stats = show_stat(&lab, &bpf_dir);
+    assert_eq!(
+        stat(&stats, "app/FRONTEND", 17),
+        "2",
+        "denied count\n{stats}"
+    );
+}

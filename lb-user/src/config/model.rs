@@ -574,6 +574,9 @@ pub struct Frontend {
     pub errorfile: Vec<Spanned<String>>,
     /// Access log target (see `[defaults]`).
     pub log: Option<Spanned<String>>,
+    /// A path answered 200 by the proxy itself, for a load balancer in front of it
+    /// (HAProxy's `monitor-uri`).
+    pub monitor_uri: Option<Spanned<String>>,
 }
 
 /// `stick_cookie`: learn an application's session cookie from responses and send later
@@ -679,6 +682,8 @@ pub struct Listen {
     pub errorfile: Vec<Spanned<String>>,
     /// Access log target.
     pub log: Option<Spanned<String>>,
+    /// A path answered 200 by the proxy itself (HAProxy's `monitor-uri`).
+    pub monitor_uri: Option<Spanned<String>>,
 }
 
 impl Listen {
@@ -703,6 +708,7 @@ impl Listen {
             maxconn: self.maxconn,
             errorfile: self.errorfile.clone(),
             log: self.log.clone(),
+            monitor_uri: self.monitor_uri.clone(),
         }
     }
 

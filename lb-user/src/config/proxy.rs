@@ -78,6 +78,8 @@ pub struct ProxyOptions {
     pub redispatch: bool,
     /// No log line for connections that sent nothing.
     pub dontlognull: bool,
+    /// When no primary server is up, every backup serves (else only the first).
+    pub allbackups: bool,
 }
 
 impl Default for ProxyOptions {
@@ -87,6 +89,7 @@ impl Default for ProxyOptions {
             connection: ConnectionMode::KeepAlive,
             redispatch: false,
             dontlognull: false,
+            allbackups: false,
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct FrontendSpec {
     pub errorfiles: BTreeMap<u16, ErrorPage>,
     /// Access log target.
     pub log: LogTarget,
+    /// Path answered 200 by the proxy itself (`monitor-uri`).
+    pub monitor_uri: Option<String>,
 }
 
 /// A checked backend.
@@ -376,6 +381,7 @@ fn options(inherited: &ProxyOptions, lines: &[Spanned<String>]) -> Result<ProxyO
             }
             "redispatch" => options.redispatch = !negated,
             "dontlognull" => options.dontlognull = !negated,
+            "allbackups" => options.allbackups = !negated,
             // The log format of an HTTP proxy is always httplog; accepted for familiarity.
             "httplog" => {}
             _ => {
@@ -383,7 +389,7 @@ fn options(inherited: &ProxyOptions, lines: &[Spanned<String>]) -> Result<ProxyO
                     line.span(),
                     format!(
                         "unknown option `{text}` (known: forwardfor, http-keep-alive, \
-                         http-server-close, httpclose, redispatch, dontlognull, httplog; \
+                         http-server-close, httpclose, redispatch, dontlognull, allbackups, httplog; \
                          `no ` before one cancels it)"
                     ),
                 );
@@ -465,6 +471,23 @@ fn compile_rules(lines: &[Spanned<String>], acls: &[Acl]) -> Result<Vec<HeaderRu
         .iter()
         .map(|line| HeaderRule::parse(line.get_ref(), acls).map_err(|e| (line.span(), e)))
         .collect()
+}
+
+/// Response rules: header rules only (`redirect` and `deny` answer requests).
+fn compile_response_rules(
+    lines: &[Spanned<String>],
+    acls: &[Acl],
+) -> Result<Vec<HeaderRule>, Failure> {
+    let rules = compile_rules(lines, acls)?;
+    for (rule, line) in rules.iter().zip(lines) {
+        if rule.answers() {
+            return fail(
+                line.span(),
+                "`redirect` and `deny` go in http_request, not http_response".into(),
+            );
+        }
+    }
+    Ok(rules)
 }
 
 /// Statuses HAProxy lets `errorfile` replace.
@@ -781,7 +804,7 @@ fn validate_backend(
         )?,
         retries: backend.retries.or(defaults.retries).unwrap_or(3).min(10),
         request_rules: compile_rules(&backend.http_request, &acls)?,
-        response_rules: compile_rules(&backend.http_response, &acls)?,
+        response_rules: compile_response_rules(&backend.http_response, &acls)?,
         acls,
         errorfiles: load_errorfiles(&backend.errorfile, &[])?,
         name,
@@ -915,11 +938,24 @@ fn validate_frontend(
             timeout_http_request,
         )?,
         request_rules: compile_rules(&frontend.http_request, &acls)?,
-        response_rules: compile_rules(&frontend.http_response, &acls)?,
+        response_rules: compile_response_rules(&frontend.http_response, &acls)?,
         acls,
         maxconn: frontend.maxconn.or(defaults.maxconn).unwrap_or(0),
         errorfiles: load_errorfiles(&frontend.errorfile, &defaults.errorfile)?,
         log: log_target(&frontend.log, &defaults.log),
+        monitor_uri: match &frontend.monitor_uri {
+            Some(path) if !path.get_ref().starts_with('/') || path.get_ref().contains(' ') => {
+                return fail(
+                    path.span(),
+                    format!(
+                        "expected a path such as /haproxy_test, found `{}`",
+                        path.get_ref()
+                    ),
+                );
+            }
+            Some(path) => Some(path.get_ref().clone()),
+            None => None,
+        },
         name,
     })
 }

@@ -217,6 +217,8 @@ pub struct Balancer {
     static_position: u64,
     seed: u64,
     hash_type: HashType,
+    /// `option allbackups`: with no primary up, every backup serves.
+    all_backups: bool,
 }
 
 /// What the request contributes to hashing algorithms.
@@ -282,6 +284,12 @@ impl Balancer {
         }
     }
 
+    /// With `all`, every up backup serves when no primary is up (`option allbackups`).
+    pub fn all_backups(mut self, all: bool) -> Self {
+        self.all_backups = all;
+        self
+    }
+
     /// Chooses a server among `servers`; `None` when no server can take the request (the
     /// proxy answers 503).
     pub fn choose(
@@ -299,6 +307,16 @@ impl Balancer {
                 .filter(|&i| {
                     servers[i].up
                         && !servers[i].backup
+                        && servers[i].weight > 0
+                        && has_room(&servers[i])
+                })
+                .collect()
+        } else if self.all_backups {
+            // `option allbackups`: the backups share the load like primaries.
+            (0..servers.len())
+                .filter(|&i| {
+                    servers[i].up
+                        && servers[i].backup
                         && servers[i].weight > 0
                         && has_room(&servers[i])
                 })
@@ -448,6 +466,39 @@ mod tests {
         assert_eq!(
             tally(Algorithm::StaticRr, &servers, 700),
             vec![500, 100, 100]
+        );
+    }
+
+    #[test]
+    fn allbackups_spreads_over_every_backup() {
+        let servers: Vec<Candidate> = [(false, false), (true, true), (true, true)]
+            .iter()
+            .map(|&(up, backup)| Candidate {
+                weight: 1,
+                up,
+                backup,
+                active: 0,
+                maxconn: 0,
+            })
+            .collect();
+        let mut first_only = Balancer::default();
+        let mut all = Balancer::default().all_backups(true);
+        let picks = |b: &mut Balancer| -> Vec<Option<usize>> {
+            (0..4)
+                .map(|_| b.choose(Algorithm::RoundRobin, &servers, Key::default()))
+                .collect()
+        };
+        assert_eq!(picks(&mut first_only), vec![Some(1); 4]);
+        let spread = picks(&mut all);
+        assert_eq!(
+            spread.iter().filter(|p| **p == Some(1)).count(),
+            2,
+            "{spread:?}"
+        );
+        assert_eq!(
+            spread.iter().filter(|p| **p == Some(2)).count(),
+            2,
+            "{spread:?}"
         );
     }
 

@@ -162,6 +162,9 @@ pub enum Action {
     Del(HeaderName),
     /// Answer with a redirect instead of forwarding (request rules only).
     Redirect(Redirect),
+    /// Refuse the request with this status (HAProxy's `deny [deny_status N]`; request rules
+    /// only).
+    Deny(u16),
 }
 
 /// HAProxy's `redirect scheme | location | prefix TARGET [code N]`.
@@ -253,6 +256,26 @@ impl HeaderRule {
             None => (line, None),
         };
         let all: Vec<&str> = body.split_whitespace().collect();
+        if all.first() == Some(&"deny") {
+            let status = match &all[1..] {
+                [] => 403,
+                ["deny_status", code] => code
+                    .parse()
+                    .ok()
+                    .filter(|c| (200..=599).contains(c))
+                    .ok_or_else(|| format!("deny_status must be a status code, found `{code}`"))?,
+                other => {
+                    return Err(format!(
+                        "expected `deny [deny_status CODE]`, found `deny {}`",
+                        other.join(" ")
+                    ));
+                }
+            };
+            return Ok(HeaderRule {
+                action: Action::Deny(status),
+                condition,
+            });
+        }
         if all.first() == Some(&"redirect") {
             return Ok(HeaderRule {
                 action: Action::Redirect(Redirect::parse(&all[1..])?),
@@ -277,7 +300,7 @@ impl HeaderRule {
             ("del-header", Some(_)) => return Err("`del-header` takes only a name".into()),
             _ => {
                 return Err(format!(
-                    "unknown action `{verb}` (known: set-header, add-header, del-header, redirect)"
+                    "unknown action `{verb}` (known: set-header, add-header, del-header, redirect, deny)"
                 ));
             }
         };
@@ -290,6 +313,19 @@ impl HeaderRule {
             Action::Redirect(redirect) => Some(redirect),
             _ => None,
         }
+    }
+
+    /// The status this rule refuses requests with, if it is a `deny`.
+    pub fn deny(&self) -> Option<u16> {
+        match &self.action {
+            Action::Deny(status) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True if the rule only answers requests (`redirect`, `deny`): not for responses.
+    pub fn answers(&self) -> bool {
+        matches!(self.action, Action::Redirect(_) | Action::Deny(_))
     }
 
     /// True if the rule's condition holds for `request` (or it has none).
@@ -316,8 +352,8 @@ impl HeaderRule {
             Action::Del(name) => {
                 headers.remove(name);
             }
-            // Answered by the proxy before forwarding: see `redirect`.
-            Action::Redirect(_) => {}
+            // Answered by the proxy before forwarding: see `redirect` and `deny`.
+            Action::Redirect(_) | Action::Deny(_) => {}
         }
     }
 }
@@ -325,6 +361,20 @@ impl HeaderRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deny_rules_parse_with_their_status() {
+        let rule = HeaderRule::parse("deny", &[]).expect("deny");
+        assert_eq!(rule.deny(), Some(403));
+        assert!(rule.answers());
+        let rule = HeaderRule::parse("deny deny_status 429", &[]).expect("deny 429");
+        assert_eq!(rule.deny(), Some(429));
+        assert!(HeaderRule::parse("deny deny_status 42", &[]).is_err());
+        assert!(HeaderRule::parse("deny please", &[]).is_err());
+        let header = HeaderRule::parse("set-header X-A 1", &[]).expect("set");
+        assert_eq!(header.deny(), None);
+        assert!(!header.answers());
+    }
 
     fn vars(headers: &HeaderMap) -> Vars<'_> {
         Vars {

@@ -341,6 +341,29 @@ async fn handle(
         progress.termination = *b"PR--";
         return finish_local(&proxy, f, None, status, progress);
     }
+    // `monitor-uri`: the proxy answers for itself; not forwarded, not logged as traffic.
+    if frontend
+        .spec
+        .monitor_uri
+        .as_deref()
+        .is_some_and(|uri| uri == request.uri().path())
+    {
+        let mut response = Response::new(
+            Full::new(Bytes::from_static(
+                b"<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
+            ))
+            .map_err(|never| match never {})
+            .boxed(),
+        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        frontend.counters.response(200);
+        return response;
+    }
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (mut parts, incoming) = request.into_parts();
     // HTTP/2 carries the host as `:authority`: rules, ACLs and HTTP/1.1 servers want Host.
@@ -420,6 +443,20 @@ async fn handle(
             response.headers_mut().insert(header::LOCATION, value);
         }
         return finish(&proxy, f, None, None, response, progress, None);
+    }
+    // `http-request deny`: refused here, counted as denied.
+    if let Some(status) = frontend
+        .spec
+        .request_rules
+        .iter()
+        .filter_map(|r| r.deny().map(|s| (r, s)))
+        .find(|(r, _)| r.applies(&frontend.spec.acls, &view))
+        .map(|(_, s)| s)
+    {
+        frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
+        progress.termination = *b"PR--";
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        return finish_local(&proxy, f, None, status, progress);
     }
     let chosen_backend = frontend
         .spec

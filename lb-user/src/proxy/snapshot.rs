@@ -269,7 +269,7 @@ fn backend_state(
             .map(|(name, size, expire)| Arc::new(SessionTable::new(name.clone(), *size, *expire))),
     };
     BackendState {
-        balancer: Mutex::new(Balancer::new(spec.hash_type)),
+        balancer: Mutex::new(Balancer::new(spec.hash_type).all_backups(spec.options.allbackups)),
         servers,
         sessions,
         freed: old.map_or_else(Arc::default, |o| o.freed.clone()),
