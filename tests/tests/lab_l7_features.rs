@@ -550,7 +550,8 @@ fn timeouts_errorfile_and_access_log() {
         &lab,
         &format!(
             "[defaults]\nlog = \"{}\"\nerrorfile = [\"503 {}\"]\n\n\
-             [[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ntimeout = {{ http_request = \"300ms\" }}\n\
+             [[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\n\
+             timeout = {{ http_request = \"300ms\", http_keep_alive = \"150ms\", client = \"400ms\" }}\n\
              acls = [\"slow path_beg /slow\", \"gone path_beg /gone\"]\n\
              use_backend = [\"slow if slow\", \"gone if gone\"]\ndefault_backend = \"app\"\n\n\
              [[backend]]\nname = \"app\"\n{}\n\
@@ -595,9 +596,63 @@ fn timeouts_errorfile_and_access_log() {
         slowloris.0 >= Duration::from_millis(250) && slowloris.0 < Duration::from_secs(2),
         "{slowloris:?}"
     );
+    assert!(slowloris.1.starts_with("HTTP/1.1 408"), "{slowloris:?}");
     assert!(
-        slowloris.1.is_empty() || slowloris.1.starts_with("HTTP/1.1 408"),
-        "{slowloris:?}"
+        slowloris
+            .1
+            .contains("didn't send a complete request in time")
+    );
+    // Keep-alive: a response slower than `timeout http_keep_alive` still arrives (the timer
+    // runs only between requests); then the idle connection is closed after it.
+    let kept = lab
+        .host("client")
+        .spawn(|| async {
+            let mut stream = TcpStream::connect(frontend()).await?;
+            // /slow gets its 504 after `timeout server` (200 ms): longer than the keep-alive
+            // timeout (150 ms), which must not cut it.
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await?;
+            let mut answer = vec![0u8; 4096];
+            let n = stream.read(&mut answer).await?;
+            let first = String::from_utf8_lossy(&answer[..n]).into_owned();
+            let idle_from = Instant::now();
+            let mut rest = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+            anyhow::Ok((first, idle_from.elapsed()))
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("keep-alive exchange");
+    assert!(kept.0.starts_with("HTTP/1.1 504"), "{}", kept.0);
+    assert!(
+        kept.1 >= Duration::from_millis(100) && kept.1 < Duration::from_secs(2),
+        "the idle connection was closed after {:?}",
+        kept.1
+    );
+    // A request body that stalls past `timeout client`: the connection is cut.
+    let stalled = lab
+        .host("client")
+        .spawn(|| async {
+            let mut stream = TcpStream::connect(frontend()).await?;
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+                .await?;
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+            anyhow::Ok(started.elapsed())
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("stalled body");
+    assert!(
+        stalled >= Duration::from_millis(300) && stalled < Duration::from_secs(2),
+        "a stalled body was cut after {stalled:?}"
     );
     // A malformed request and a connection that sends nothing are logged too.
     let (status, _) = lab

@@ -11,9 +11,15 @@
 //! HTTP/2 (a connection preface) and upgraded connections are left alone.
 
 use std::{
+    future::Future as _,
     io,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -130,7 +136,7 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 impl State {
     /// Follows `bytes` (the client's next bytes). Returns the offset within `bytes` of the
     /// final line feed of an ambiguous head, if one ended here.
-    fn advance(&mut self, mut bytes: &[u8]) -> Option<usize> {
+    fn advance(&mut self, mut bytes: &[u8], heads: &mut u64) -> Option<usize> {
         let mut offset = 0;
         while !bytes.is_empty() {
             let used = match self {
@@ -167,6 +173,7 @@ impl State {
                         }
                         Some(end) => {
                             let used = end - before;
+                            *heads += 1;
                             let verdict = judge(&collected[..end]);
                             *self = match verdict {
                                 Verdict::Framed(Framing::None) => State::Head(Vec::new()),
@@ -293,23 +300,245 @@ fn advance_chunk(chunk: &mut Chunk, bytes: &[u8]) -> ChunkStep {
     }
 }
 
-/// A client stream with the guard on its reads.
-pub struct HeadGuard<IO> {
-    inner: IO,
-    state: State,
+/// The client-side timeouts of HTTP/1 connections, HAProxy's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// A request head must be complete this long after it started (or, for a connection's
+    /// first request, after the connection was accepted): else 408.
+    pub http_request: Duration,
+    /// Between requests (nothing in flight), the next must start within this.
+    pub http_keep_alive: Duration,
+    /// While a request body is arriving, the client may pause this long at most.
+    pub client: Duration,
 }
 
-impl<IO> HeadGuard<IO> {
-    /// Watches `inner`, which starts with a request head.
-    pub fn new(inner: IO) -> Self {
-        HeadGuard {
-            inner,
-            state: State::Head(Vec::new()),
+/// Which timeout ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// A head that started did not finish in time (answered 408).
+    HttpRequest,
+    /// A connection that never sent a byte.
+    Silent,
+    /// An idle keep-alive connection (closed quietly).
+    KeepAlive,
+    /// A request body stalled.
+    Client,
+}
+
+/// What the connection and the request path share about one client connection.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    /// Requests whose responses are not finished yet.
+    in_flight: AtomicUsize,
+    /// When the last response finished (ms since `start`).
+    last_done_ms: AtomicU64,
+    /// Which timeout ended the connection (0: none; see [`Expired`]).
+    expired: AtomicU8,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            expired: AtomicU8::new(0),
         }
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
+impl Activity {
+    /// Marks a request in flight until the returned guard is dropped (its response done).
+    pub fn request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Which timeout ended the connection, if one did.
+    pub fn expired(&self) -> Option<Expired> {
+        match self.expired.load(Ordering::Relaxed) {
+            1 => Some(Expired::HttpRequest),
+            2 => Some(Expired::Silent),
+            3 => Some(Expired::KeepAlive),
+            4 => Some(Expired::Client),
+            _ => None,
+        }
+    }
+
+    fn set_expired(&self, expired: Expired) {
+        let code = match expired {
+            Expired::HttpRequest => 1,
+            Expired::Silent => 2,
+            Expired::KeepAlive => 3,
+            Expired::Client => 4,
+        };
+        self.expired.store(code, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight; dropping it marks its response done.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = self.0.start.elapsed().as_millis() as u64;
+        self.0.last_done_ms.store(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where the client is, for its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a head.
+    BetweenRequests,
+    /// Inside a head.
+    InHead,
+    /// Inside a body.
+    InBody,
+    /// Not watched (HTTP/2, upgraded).
+    Unwatched,
+}
+
+impl State {
+    fn phase(&self) -> Phase {
+        match self {
+            State::Head(collected) if collected.is_empty() => Phase::BetweenRequests,
+            State::Head(_) => Phase::InHead,
+            State::Body(_) | State::Chunked(_) => Phase::InBody,
+            State::Off => Phase::Unwatched,
+        }
+    }
+}
+
+/// When things happened on a client connection.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    /// The connection was accepted.
+    accepted: Instant,
+    /// The current (or last) head's first byte.
+    head_started: Instant,
+    /// The last byte from the client.
+    last_byte: Instant,
+}
+
+/// The deadline that applies while the client sends nothing, and what expires then.
+/// `requests` is how many heads the client completed so far; `last_done` when the last
+/// response finished.
+fn deadline(
+    phase: Phase,
+    timeouts: &ClientTimeouts,
+    in_flight: bool,
+    requests: u64,
+    marks: Marks,
+    last_done: Instant,
+) -> Option<(Instant, Expired)> {
+    let Marks {
+        accepted,
+        head_started,
+        last_byte,
+    } = marks;
+    match phase {
+        Phase::Unwatched => None,
+        // Waiting for a response: the client has nothing to send.
+        Phase::BetweenRequests if in_flight => None,
+        Phase::BetweenRequests if requests == 0 => {
+            Some((accepted + timeouts.http_request, Expired::Silent))
+        }
+        Phase::BetweenRequests => Some((
+            last_byte.max(last_done) + timeouts.http_keep_alive,
+            Expired::KeepAlive,
+        )),
+        Phase::InHead => Some((head_started + timeouts.http_request, Expired::HttpRequest)),
+        Phase::InBody => Some((last_byte + timeouts.client, Expired::Client)),
+    }
+}
+
+/// The response a client gets when its head does not arrive in time.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Time-out\r\nContent-Length: 110\r\n\
+Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n\
+<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n";
+
+/// A client stream with the guard on its reads.
+pub struct HeadGuard<IO> {
+    inner: IO,
+    state: State,
+    timeouts: ClientTimeouts,
+    activity: Arc<Activity>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    requests: u64,
+    marks: Marks,
+}
+
+impl<IO> HeadGuard<IO> {
+    /// Watches `inner`, which starts with a request head, with `timeouts`; `activity` is
+    /// shared with the request path.
+    pub fn new(inner: IO, timeouts: ClientTimeouts, activity: Arc<Activity>) -> Self {
+        let now = Instant::now();
+        HeadGuard {
+            inner,
+            state: State::Head(Vec::new()),
+            timeouts,
+            activity,
+            timer: Box::pin(tokio::time::sleep_until(now.into())),
+            requests: 0,
+            marks: Marks {
+                accepted: now,
+                head_started: now,
+                last_byte: now,
+            },
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> HeadGuard<IO> {
+    /// Called when a read found nothing: arms the timer of the current phase and, when it
+    /// has passed, ends the connection as that timeout says.
+    fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let activity = &self.activity;
+        let last_done =
+            activity.start + Duration::from_millis(activity.last_done_ms.load(Ordering::Relaxed));
+        let Some((at, expired)) = deadline(
+            self.state.phase(),
+            &self.timeouts,
+            activity.in_flight.load(Ordering::Relaxed) > 0,
+            self.requests,
+            self.marks,
+            last_done,
+        ) else {
+            return Poll::Pending;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        if self.timer.deadline() != at {
+            self.timer.as_mut().reset(at);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.activity.set_expired(expired);
+        self.state = State::Off;
+        match expired {
+            Expired::HttpRequest => {
+                // Best effort, as HAProxy does: the answer fits any socket buffer.
+                let _ = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timeout http-request",
+                )))
+            }
+            // The end of the stream: hyper closes the connection without a word.
+            Expired::Silent | Expired::KeepAlive => Poll::Ready(Ok(())),
+            Expired::Client => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timeout client",
+            ))),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -317,21 +546,31 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled
-            && self.state != State::Off
-        {
-            let fresh_end = buf.filled().len();
-            let ambiguous = {
-                let fresh = &buf.filled()[before..fresh_end];
-                self.state.advance(fresh)
-            };
-            if let Some(at) = ambiguous {
-                // A NUL where the head's final line feed was: no parser takes that for the
-                // end of a head, so hyper refuses the request with 400.
-                buf.filled_mut()[before + at] = 0;
+        match polled {
+            Poll::Ready(Ok(())) if self.state != State::Off => {
+                let fresh_end = buf.filled().len();
+                if fresh_end > before {
+                    let now = Instant::now();
+                    if self.state.phase() == Phase::BetweenRequests {
+                        self.marks.head_started = now;
+                    }
+                    self.marks.last_byte = now;
+                }
+                let ambiguous = {
+                    let this = &mut *self;
+                    let fresh = &buf.filled()[before..fresh_end];
+                    this.state.advance(fresh, &mut this.requests)
+                };
+                if let Some(at) = ambiguous {
+                    // A NUL where the head's final line feed was: no parser takes that for
+                    // the end of a head, so hyper refuses the request with 400.
+                    buf.filled_mut()[before + at] = 0;
+                }
+                Poll::Ready(Ok(()))
             }
+            Poll::Pending => self.poll_timeout(cx),
+            other => other,
         }
-        polled
     }
 }
 
@@ -373,8 +612,9 @@ mod tests {
     fn feed(stream: &[u8], step: usize) -> Vec<usize> {
         let mut state = State::Head(Vec::new());
         let mut found = Vec::new();
+        let mut heads = 0;
         for (i, piece) in stream.chunks(step).enumerate() {
-            if let Some(at) = state.advance(piece) {
+            if let Some(at) = state.advance(piece, &mut heads) {
                 found.push(i * step + at);
             }
         }
@@ -418,6 +658,51 @@ mod tests {
         let bad = b"POST /d HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
         stream.extend_from_slice(bad);
         assert_eq!(feed(&stream, 5), vec![good + bad.len() - 1]);
+    }
+
+    #[test]
+    fn each_phase_has_its_timeout() {
+        let timeouts = ClientTimeouts {
+            http_request: Duration::from_secs(5),
+            http_keep_alive: Duration::from_secs(2),
+            client: Duration::from_secs(30),
+        };
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let marks = Marks {
+            accepted: t0,
+            head_started: at(10),
+            last_byte: at(11),
+        };
+        let first = deadline(Phase::BetweenRequests, &timeouts, false, 0, marks, t0);
+        assert_eq!(
+            first,
+            Some((at(5), Expired::Silent)),
+            "first request: from accept"
+        );
+        let idle = deadline(Phase::BetweenRequests, &timeouts, false, 1, marks, at(12));
+        assert_eq!(
+            idle,
+            Some((at(14), Expired::KeepAlive)),
+            "after the last response"
+        );
+        assert_eq!(
+            deadline(Phase::BetweenRequests, &timeouts, true, 1, marks, t0),
+            None,
+            "a response is on its way: the client may be quiet"
+        );
+        assert_eq!(
+            deadline(Phase::InHead, &timeouts, false, 1, marks, t0),
+            Some((at(15), Expired::HttpRequest))
+        );
+        assert_eq!(
+            deadline(Phase::InBody, &timeouts, true, 1, marks, t0),
+            Some((at(41), Expired::Client))
+        );
+        assert_eq!(
+            deadline(Phase::Unwatched, &timeouts, false, 1, marks, t0),
+            None
+        );
     }
 
     #[test]

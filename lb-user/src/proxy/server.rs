@@ -34,6 +34,7 @@ use super::{
     acl::{RequestView, in_network, query_params},
     balance::{Candidate, HashInput, Key},
     cookie::{self, CookieMode},
+    head_guard::{Activity, ClientTimeouts, Expired, HeadGuard, InFlight},
     log::{Entry, format_httplog},
     rewrite::{HeaderRule, Vars},
     tunnel,
@@ -93,19 +94,30 @@ pub(super) async fn serve_connection<IO>(
     let frontend = &proxy.frontends[f];
     let _session = frontend.counters.enter();
     let spec = &frontend.spec;
-    // Requests hyper would take with two framings are refused before it reads them.
-    let stream = super::head_guard::HeadGuard::new(stream);
+    // Requests hyper would take with two framings are refused before it reads them, and the
+    // client's timeouts run on what it sends.
+    let activity = Arc::new(Activity::default());
+    let timeouts = ClientTimeouts {
+        http_request: spec.timeout_http_request,
+        http_keep_alive: spec.timeout_http_keep_alive,
+        client: spec.timeout_client,
+    };
+    let stream = HeadGuard::new(stream, timeouts, activity.clone());
     let keep_alive = spec.options.connection != ConnectionMode::Close;
-    let header_timeout = spec.timeout_http_request;
+    // hyper's own limit is only a backstop: the guard's timeouts come first.
+    let header_timeout = spec.timeout_http_request.max(spec.timeout_http_keep_alive)
+        + std::time::Duration::from_secs(5);
     let accepted = SystemTime::now();
     let started = Instant::now();
     let served = Arc::new(AtomicBool::new(false));
     let service = {
         let proxy = proxy.clone();
         let served = served.clone();
+        let activity = activity.clone();
         service_fn(move |request| {
             let (proxy, f, retired) = newest(&current, &proxy, f);
             served.store(true, Ordering::Relaxed);
+            let in_flight = activity.request();
             async move {
                 let mut response = handle(request, peer, local, f, proxy, tls).await;
                 if retired && response.version() != hyper::Version::HTTP_2 {
@@ -113,7 +125,8 @@ pub(super) async fn serve_connection<IO>(
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                Ok::<_, Infallible>(response)
+                // The request counts as in flight until its response body is sent.
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight).boxed()))
             }
         })
     };
@@ -164,7 +177,8 @@ pub(super) async fn serve_connection<IO>(
             Err(error) => {
                 let hyper_error = error.downcast_ref::<hyper::Error>();
                 let parse = hyper_error.is_some_and(|e| e.is_parse() || e.is_parse_too_large());
-                let timeout = hyper_error.is_some_and(hyper::Error::is_timeout);
+                let timeout = hyper_error.is_some_and(hyper::Error::is_timeout)
+                    || activity.expired() == Some(Expired::HttpRequest);
                 ended(Err(error.to_string()), parse, timeout);
             }
         }
@@ -188,7 +202,7 @@ pub(super) async fn serve_connection<IO>(
         Ok(()) => ended(Ok(()), false, false),
         Err(error) => {
             let parse = error.is_parse() || error.is_parse_too_large();
-            let timeout = error.is_timeout();
+            let timeout = error.is_timeout() || activity.expired() == Some(Expired::HttpRequest);
             ended(Err(error.to_string()), parse, timeout);
         }
     }
@@ -1339,6 +1353,42 @@ impl HttpBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.done(true);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent (or
+/// dropped), so the client's keep-alive timer starts only after it.
+struct Tracked {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl Tracked {
+    fn new(inner: Body, in_flight: InFlight) -> Self {
+        Tracked {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
