@@ -146,6 +146,27 @@ fn tun_spreads_http_by_weight_as_simulated() {
     spread("tun");
 }
 
+/// A blocking connection from the client to `vip`, for line exchanges.
+fn connect_line(lab: &Lab, vip: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = lab
+        .host("client")
+        .spawn(move || async move {
+            tokio::net::TcpStream::connect(vip)
+                .await
+                .and_then(|s| s.into_std())
+        })
+        .expect("client")
+        .join()
+        .expect("client thread")
+        .expect("connect to the VIP");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let reader = BufReader::new(stream.try_clone().expect("clone"));
+    (stream, reader)
+}
+
 fn exchange(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, line: &str) -> String {
     stream
         .write_all(format!("{line}\n").as_bytes())
@@ -182,22 +203,7 @@ fn long_lived_flow_survives_real_removal_and_agent_kill() {
     .expect("start the agent");
 
     let vip: SocketAddr = format!("{VIP}:7000").parse().expect("vip");
-    let mut stream = lab
-        .host("client")
-        .spawn(move || async move {
-            tokio::net::TcpStream::connect(vip)
-                .await
-                .and_then(|s| s.into_std())
-        })
-        .expect("client")
-        .join()
-        .expect("client thread")
-        .expect("connect to the VIP");
-    stream.set_nonblocking(false).expect("blocking");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let (mut stream, mut reader) = connect_line(&lab, vip);
     let first = exchange(&mut stream, &mut reader, "one");
     let (real, _) = first.split_once(':').expect("name:line");
     let serving: usize = real
@@ -324,25 +330,7 @@ fn reload_writes_only_the_difference_and_keeps_flows() {
     let ids_before = lb::dataplane::pinned_ids(&bpf_dir).expect("ids");
 
     let vip: SocketAddr = format!("{VIP}:7000").parse().expect("vip");
-    let connect = |lab: &Lab, vip: SocketAddr| {
-        let stream = lab
-            .host("client")
-            .spawn(move || async move {
-                tokio::net::TcpStream::connect(vip)
-                    .await
-                    .and_then(|s| s.into_std())
-            })
-            .expect("client")
-            .join()
-            .expect("client thread")
-            .expect("connect to the VIP");
-        stream.set_nonblocking(false).expect("blocking");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone"));
-        (stream, reader)
-    };
+    let connect = connect_line;
     let (mut stream, mut reader) = connect(&lab, vip);
     let first = exchange(&mut stream, &mut reader, "one");
     let (real, _) = first.split_once('-').expect("realN-port:line");

@@ -138,25 +138,22 @@ fn wrk_result(child: std::process::Child) -> String {
     text
 }
 
-#[test]
-fn twenty_reloads_under_load_fail_no_request() {
-    require_root();
-    let lab = balancer_with_reals("reload", 3).build().expect("lab");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pem = certificate(dir.path());
+/// nginx answering its name on real1..=3 port 80, and line servers on port 7000 of the first
+/// `line_servers` reals.
+fn start_servers(lab: &Lab, dir: &Path, line_servers: usize) {
     for i in 1..=3 {
         nginx_backend(
-            &lab,
+            lab,
             &format!("real{i}"),
             &format!("{}:80", real_addr(i)),
             &format!("real{i}"),
-            dir.path(),
+            dir,
             false,
             None,
         )
         .expect("nginx");
     }
-    for i in 1..=2 {
+    for i in 1..=line_servers {
         lab.host(&format!("real{i}"))
             .spawn(move || async move {
                 let listener = TcpListener::bind("0.0.0.0:7000").await.expect("bind");
@@ -164,22 +161,16 @@ fn twenty_reloads_under_load_fail_no_request() {
             })
             .expect("line server");
     }
-    let bpf_dir = unique_bpf_dir();
-    let agent = RunningAgent::start(
-        &lab,
-        lab.host("lb"),
-        &config(&bpf_dir, &pem, 0),
-        &bpf_dir,
-        &[],
-    )
-    .expect("agent");
-    let status = lb::agent::health_status_path(&bpf_dir);
-    for server in ["web1", "web2"] {
-        wait_for_checked_up(&status, server, Duration::from_secs(5)).expect("up");
-    }
-    let started = Instant::now();
+}
 
-    // A TCP-mode tunnel opened before the reloads, used again after them.
+/// A TCP-mode tunnel through the proxy: it sends a line at once and another when told to;
+/// the thread returns both answers.
+fn open_tunnel(
+    lab: &Lab,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<anyhow::Result<(String, String)>>,
+) {
     let (go_on, resume) = std::sync::mpsc::channel::<()>();
     let tunnel = lab
         .host("client")
@@ -196,6 +187,33 @@ fn twenty_reloads_under_load_fail_no_request() {
             anyhow::Ok((before, after))
         })
         .expect("tunnel client");
+    (go_on, tunnel)
+}
+
+#[test]
+fn twenty_reloads_under_load_fail_no_request() {
+    require_root();
+    let lab = balancer_with_reals("reload", 3).build().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = certificate(dir.path());
+    start_servers(&lab, dir.path(), 2);
+    let bpf_dir = unique_bpf_dir();
+    let agent = RunningAgent::start(
+        &lab,
+        lab.host("lb"),
+        &config(&bpf_dir, &pem, 0),
+        &bpf_dir,
+        &[],
+    )
+    .expect("agent");
+    let status = lb::agent::health_status_path(&bpf_dir);
+    for server in ["web1", "web2"] {
+        wait_for_checked_up(&status, server, Duration::from_secs(5)).expect("up");
+    }
+    let started = Instant::now();
+
+    // A TCP-mode tunnel opened before the reloads, used again after them.
+    let (go_on, tunnel) = open_tunnel(&lab);
 
     let seconds = 10;
     let plain = wrk(&lab, &format!("http://{SITE}/"), seconds);
@@ -315,24 +333,7 @@ fn binary_upgrade_under_load_fails_no_request_and_keeps_the_vip() {
     let lab = balancer_with_reals("upgrade", 3).build().expect("lab");
     let dir = tempfile::tempdir().expect("tempdir");
     let pem = certificate(dir.path());
-    for i in 1..=3 {
-        nginx_backend(
-            &lab,
-            &format!("real{i}"),
-            &format!("{}:80", real_addr(i)),
-            &format!("real{i}"),
-            dir.path(),
-            false,
-            None,
-        )
-        .expect("nginx");
-    }
-    lab.host("real1")
-        .spawn(move || async move {
-            let listener = TcpListener::bind("0.0.0.0:7000").await.expect("bind");
-            line_echo_server(listener, "real1".into(), Duration::from_secs(120)).await;
-        })
-        .expect("line server");
+    start_servers(&lab, dir.path(), 1);
     let bpf_dir = unique_bpf_dir();
     let config = format!(
         "{}\n[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 61\npriority = 100\n\
@@ -354,21 +355,7 @@ fn binary_upgrade_under_load_fails_no_request_and_keeps_the_vip() {
     }
 
     // A tunnel through the old agent, used before and after the upgrade.
-    let (go_on, resume) = std::sync::mpsc::channel::<()>();
-    let tunnel = lab
-        .host("client")
-        .spawn(move || async move {
-            let stream = TcpStream::connect(TUNNEL).await?;
-            let (reader, mut writer) = stream.into_split();
-            let mut lines = BufReader::new(reader).lines();
-            writer.write_all(b"before\n").await?;
-            let before = lines.next_line().await?.unwrap_or_default();
-            let _ = resume.recv();
-            writer.write_all(b"after\n").await?;
-            let after = lines.next_line().await?.unwrap_or_default();
-            anyhow::Ok((before, after))
-        })
-        .expect("tunnel client");
+    let (go_on, tunnel) = open_tunnel(&lab);
 
     let seconds = 6;
     let plain = wrk(&lab, &format!("http://{SITE}/"), seconds);

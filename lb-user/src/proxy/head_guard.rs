@@ -233,18 +233,32 @@ enum ChunkStep {
 /// Longest chunk-size or trailer line the guard reads.
 const MAX_LINE: usize = 4096;
 
+/// Adds `bytes` up to the first line feed to `line`: `Ok` with the line feed's offset when
+/// the line is complete, else the step to return (all used, or too long).
+fn collect_line(line: &mut Vec<u8>, bytes: &[u8]) -> Result<usize, ChunkStep> {
+    match bytes.iter().position(|b| *b == b'\n') {
+        Some(newline) => {
+            line.extend_from_slice(&bytes[..newline]);
+            Ok(newline)
+        }
+        None => {
+            line.extend_from_slice(bytes);
+            Err(if line.len() > MAX_LINE {
+                ChunkStep::Invalid
+            } else {
+                ChunkStep::Used(bytes.len())
+            })
+        }
+    }
+}
+
 fn advance_chunk(chunk: &mut Chunk, bytes: &[u8]) -> ChunkStep {
     match chunk {
         Chunk::Size(line) => {
-            let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
-                line.extend_from_slice(bytes);
-                return if line.len() > MAX_LINE {
-                    ChunkStep::Invalid
-                } else {
-                    ChunkStep::Used(bytes.len())
-                };
+            let newline = match collect_line(line, bytes) {
+                Ok(newline) => newline,
+                Err(step) => return step,
             };
-            line.extend_from_slice(&bytes[..newline]);
             let text = String::from_utf8_lossy(line);
             let size_text = text.trim_end_matches('\r').split(';').next().unwrap_or("");
             let Ok(size) = u64::from_str_radix(size_text.trim(), 16) else {
@@ -280,15 +294,10 @@ fn advance_chunk(chunk: &mut Chunk, bytes: &[u8]) -> ChunkStep {
             }
         }
         Chunk::Trailer(line) => {
-            let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
-                line.extend_from_slice(bytes);
-                return if line.len() > MAX_LINE {
-                    ChunkStep::Invalid
-                } else {
-                    ChunkStep::Used(bytes.len())
-                };
+            let newline = match collect_line(line, bytes) {
+                Ok(newline) => newline,
+                Err(step) => return step,
             };
-            line.extend_from_slice(&bytes[..newline]);
             let blank = line.is_empty() || line.as_slice() == b"\r";
             line.clear();
             if blank {

@@ -164,24 +164,8 @@ pub(super) async fn serve_connection<IO>(
             .max_header_list_size(H2_MAX_HEADER_LIST)
             .max_send_buf_size(H2_MAX_SEND_BUFFER);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = retirement(&mut retired) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        match result {
-            Ok(()) => ended(Ok(()), false, false),
-            Err(error) => {
-                let hyper_error = error.downcast_ref::<hyper::Error>();
-                let parse = hyper_error.is_some_and(|e| e.is_parse() || e.is_parse_too_large());
-                let timeout = hyper_error.is_some_and(hyper::Error::is_timeout)
-                    || activity.expired() == Some(Expired::HttpRequest);
-                ended(Err(error.to_string()), parse, timeout);
-            }
-        }
+        let result = until_retired(connection, &mut retired).await;
+        connection_result(result, &activity, ended);
         return;
     }
     let connection = hyper::server::conn::http1::Builder::new()
@@ -190,19 +174,77 @@ pub(super) async fn serve_connection<IO>(
         .keep_alive(keep_alive)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
+    let result = until_retired(connection, &mut retired)
+        .await
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+    connection_result(result, &activity, ended);
+}
+
+/// A client connection hyper serves, which can be asked to finish what is in flight and
+/// close.
+trait GracefulConnection: std::future::Future {
+    fn shut_down_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    Self: std::future::Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> GracefulConnection
+    for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: std::future::Future,
+    S: hyper::service::HttpService<Incoming>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shut_down_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs `connection` to its end; when a reload retires the frontend first, it finishes
+/// what is in flight and closes.
+async fn until_retired<C: GracefulConnection>(
+    connection: C,
+    retired: &mut watch::Receiver<bool>,
+) -> C::Output {
     tokio::pin!(connection);
-    let result = tokio::select! {
+    tokio::select! {
         result = connection.as_mut() => result,
-        () = retirement(&mut retired) => {
-            connection.as_mut().graceful_shutdown();
+        () = retirement(retired) => {
+            connection.as_mut().shut_down_gracefully();
             connection.await
         }
-    };
+    }
+}
+
+/// Hands how a client connection ended to `ended` (result, parse error, head timeout).
+fn connection_result(
+    result: Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    activity: &Activity,
+    ended: impl FnOnce(Result<(), String>, bool, bool),
+) {
     match result {
         Ok(()) => ended(Ok(()), false, false),
         Err(error) => {
-            let parse = error.is_parse() || error.is_parse_too_large();
-            let timeout = error.is_timeout() || activity.expired() == Some(Expired::HttpRequest);
+            let hyper_error = error.downcast_ref::<hyper::Error>();
+            let parse = hyper_error.is_some_and(|e| e.is_parse() || e.is_parse_too_large());
+            let timeout = hyper_error.is_some_and(hyper::Error::is_timeout)
+                || activity.expired() == Some(Expired::HttpRequest);
             ended(Err(error.to_string()), parse, timeout);
         }
     }
