@@ -190,6 +190,21 @@ fn open_tunnel(
     (go_on, tunnel)
 }
 
+/// Has the tunnel send its second line and checks both answers came from real1.
+fn close_tunnel(
+    go_on: std::sync::mpsc::Sender<()>,
+    tunnel: std::thread::JoinHandle<anyhow::Result<(String, String)>>,
+    across: &str,
+) {
+    let _ = go_on.send(());
+    let (before, after) = tunnel
+        .join()
+        .expect("tunnel thread")
+        .expect("tunnel exchange");
+    assert_eq!(before, "real1:before");
+    assert_eq!(after, "real1:after", "the tunnel survived {across}");
+}
+
 #[test]
 fn twenty_reloads_under_load_fail_no_request() {
     require_root();
@@ -265,13 +280,7 @@ fn twenty_reloads_under_load_fail_no_request() {
         reloading < Duration::from_secs(seconds - 1),
         "the reloads took {reloading:?}, longer than the load ran"
     );
-    let _ = go_on.send(());
-    let (before, after) = tunnel
-        .join()
-        .expect("tunnel thread")
-        .expect("tunnel exchange");
-    assert_eq!(before, "real1:before");
-    assert_eq!(after, "real1:after", "the tunnel survived the reloads");
+    close_tunnel(go_on, tunnel, "the reloads");
 
     for (name, child) in [("HTTP", plain), ("HTTPS", tls)] {
         let text = wrk_result(child);
@@ -385,13 +394,7 @@ fn binary_upgrade_under_load_fails_no_request_and_keeps_the_vip() {
         !exited(old.pid()),
         "the old agent left while a tunnel was open"
     );
-    let _ = go_on.send(());
-    let (before, after) = tunnel
-        .join()
-        .expect("tunnel thread")
-        .expect("tunnel exchange");
-    assert_eq!(before, "real1:before");
-    assert_eq!(after, "real1:after", "the tunnel survived the upgrade");
+    close_tunnel(go_on, tunnel, "the upgrade");
     let deadline = Instant::now() + Duration::from_secs(seconds + 5);
     while !exited(old.pid()) {
         assert!(

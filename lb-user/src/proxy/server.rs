@@ -404,21 +404,8 @@ async fn handle(
         .as_deref()
         .is_some_and(|uri| uri == request.uri().path())
     {
-        let mut response = Response::new(
-            Full::new(Bytes::from_static(
-                b"<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
-            ))
-            .map_err(|never| match never {})
-            .boxed(),
-        );
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         frontend.counters.response(200);
-        return response;
+        return builtin_page(StatusCode::OK);
     }
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (mut parts, incoming) = request.into_parts();
@@ -1208,6 +1195,7 @@ fn error_page(page: &ErrorPage) -> Response<Body> {
 /// HAProxy's wording for its own answers.
 fn builtin_page(status: StatusCode) -> Response<Body> {
     let text: &'static str = match status.as_u16() {
+        200 => "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
         400 => {
             "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"
         }
