@@ -780,7 +780,7 @@ fn deny_monitor_uri_and_allbackups() {
     let apps = spawn_apps(&lab, &[2, 3]);
     warm_up(&lab, &[1, 2, 3]);
     // web1 (real1) has no server: the primary is down from the start.
-    let (_agent, bpf_dir) = start(
+    let (agent, bpf_dir) = start(
         &lab,
         &format!(
             "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\noptions = [\"allbackups\"]\n\
@@ -834,4 +834,17 @@ fn deny_monitor_uri_and_allbackups() {
         "2",
         "denied count\n{stats}"
     );
+    // The runtime API changes a weight (HAProxy's `set weight`): b3 at 0 takes nothing.
+    assert_eq!(agent.ctl("set weight app/b3 0").expect("ctl").trim(), "ok");
+    assert!(
+        agent
+            .ctl("set weight app/none 1")
+            .expect("ctl")
+            .starts_with("error:")
+    );
+    let bodies: Vec<String> = exchange(&lab, (0..4).map(|_| get("/", "")).collect())
+        .into_iter()
+        .map(|a| a.body)
+        .collect();
+    assert!(bodies.iter().all(|b| b == "real2"), "{bodies:?}");
 }

@@ -131,6 +131,7 @@ async fn session(
                     .await
                     .unwrap_or_else(|_| "error: already stopping\n".to_string())
             }
+            command if command.starts_with("set weight ") => set_weight(command, &proxy),
             command => execute(command, &board),
         };
         if writer
@@ -140,6 +141,25 @@ async fn session(
         {
             return;
         }
+    }
+}
+
+/// `set weight <backend>/<server> <0-256>`.
+fn set_weight(command: &str, proxy: &ProxyRuntime) -> String {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let ["set", "weight", name, weight] = words.as_slice() else {
+        return "error: expected set weight <backend>/<server> <0-256>\n".into();
+    };
+    let Some((backend, server)) = name.split_once('/') else {
+        return format!("error: expected <backend>/<server>, found `{name}`\n");
+    };
+    let Some(weight) = weight.parse::<u32>().ok().filter(|w| *w <= 256) else {
+        return format!("error: a weight is 0 to 256, found `{weight}`\n");
+    };
+    if proxy.current().set_weight(backend, server, weight) {
+        "ok\n".into()
+    } else {
+        format!("error: no server `{server}` in backend `{backend}`\n")
     }
 }
 
@@ -167,7 +187,7 @@ pub fn execute(command: &str, board: &watch::Sender<HealthBoard>) -> String {
             }
         }
         ["help"] | [] => {
-            "commands:\n  show servers\n  show stat\n  reload\n  set server <service>/<server> state <ready|drain|maint>\n"
+            "commands:\n  show servers\n  show stat\n  reload\n  set server <service>/<server> state <ready|drain|maint>\n  set weight <backend>/<server> <0-256>\n"
                 .into()
         }
         _ => format!("error: unknown command `{command}` (try `help`)\n"),

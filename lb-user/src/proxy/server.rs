@@ -1016,7 +1016,7 @@ pub(super) fn choose(
         .iter()
         .enumerate()
         .map(|(s, server)| Candidate {
-            weight: server.spec.weight,
+            weight: server.weight.load(Ordering::Relaxed),
             up: !tried[s] && up(s),
             backup: server.spec.backup,
             active: server.active.load(Ordering::Relaxed),

@@ -33,6 +33,9 @@ pub(super) struct ServerState {
     /// the same name and address.
     pub(super) active: Arc<AtomicU32>,
     pub(super) counters: Arc<Counters>,
+    /// The weight in force: the configured one until the runtime API sets another
+    /// (HAProxy's `set weight`).
+    pub(super) weight: Arc<AtomicU32>,
 }
 
 /// A backend with its run-time state.
@@ -195,6 +198,29 @@ impl Proxy {
         self.board.borrow().clone()
     }
 
+    /// Sets the weight of `backend/server` (HAProxy's `set weight`); false if there is no
+    /// such server.
+    pub fn set_weight(&self, backend: &str, server: &str, weight: u32) -> bool {
+        let found = self
+            .backends
+            .iter()
+            .filter(|b| b.spec.name == backend)
+            .flat_map(|b| b.servers.iter())
+            .find(|s| s.spec.name == server);
+        match found {
+            Some(state) => {
+                state
+                    .weight
+                    .store(weight, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    "Server {backend}/{server} weight set to {weight} (operator request)"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
     /// HAProxy-style `show stat`: one line per frontend, backend and server.
     pub fn render_stats(&self) -> String {
         let mut out = format!("{}\n", counters::HEADER);
@@ -245,6 +271,10 @@ fn backend_state(
                     .map_or_else(Arc::default, |p| p.pool.clone()),
                 active: previous.map_or_else(Arc::default, |p| p.active.clone()),
                 counters: previous.map_or_else(Arc::default, |p| p.counters.clone()),
+                // A weight set at run time stays until the configured weight changes.
+                weight: previous
+                    .filter(|p| p.spec.weight == s.weight)
+                    .map_or_else(|| Arc::new(AtomicU32::new(s.weight)), |p| p.weight.clone()),
             }
         })
         .collect();
