@@ -27,8 +27,10 @@ use super::tls::UpstreamTls;
 const IDLE_LIMIT: Duration = Duration::from_secs(4);
 /// How long a pooled connection may take to become ready before another is used.
 const READY_WAIT: Duration = Duration::from_millis(100);
-/// Idle connections kept per server at most.
-const MAX_IDLE: usize = 256;
+/// Idle connections kept per server at most. HTTP/2 clients can have many requests in
+/// flight (100 streams per connection): a pool smaller than the concurrency closes and
+/// reopens server connections under load (HAProxy keeps every one: `pool-max-conn -1`).
+const MAX_IDLE: usize = 2048;
 
 /// Request and response bodies as the proxy passes them on.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
