@@ -245,7 +245,8 @@ fn header_rules_forwardfor_and_server_connection_reuse() {
              [[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ndefault_backend = \"app\"\n\
              acls = [\"is_api path_beg /api\"]\n\
              http_request = [\"set-header X-Forwarded-Proto http\", \"set-header Host %[req.hdr(host)]\", \
-             \"del-header X-Debug\", \"add-header X-Api yes if is_api\"]\n\
+             \"del-header X-Debug\", \"add-header X-Api yes if is_api\", \"replace-path ^/old/(.*) /\\\\1\", \
+             \"replace-header User-Agent ^curl/(.*) tool/\\\\1\"]\n\
              http_response = [\"set-header X-Served-By %[be_name]/%[srv_name]\", \"set-header X-NGINX NGINX-LB\"]\n\n\
              [[backend]]\nname = \"app\"\n{}",
             servers(&[1], "")
@@ -257,8 +258,16 @@ fn header_rules_forwardfor_and_server_connection_reuse() {
             get("/head", "X-Debug: 1\r\n"),
             get("/api/head", ""),
             get("/head", ""),
+            get("/old/head?x=1", "User-Agent: curl/8.0\r\n"),
         ],
     );
+    // replace-path keeps the query; replace-header rewrites a matching value as a whole.
+    let rewritten = answers[3].body.to_ascii_lowercase();
+    assert!(
+        rewritten.starts_with("get /head?x=1 http/1.1"),
+        "{rewritten}"
+    );
+    assert!(rewritten.contains("user-agent: tool/8.0"), "{rewritten}");
     let head = answers[0].body.to_ascii_lowercase();
     assert!(head.contains("x-real-ip: 10.0.1.2"), "{head}");
     assert!(head.contains("x-forwarded-proto: http"), "{head}");
@@ -268,17 +277,17 @@ fn header_rules_forwardfor_and_server_connection_reuse() {
     assert_eq!(answers[0].header("x-served-by"), Some("app/web1"));
     assert_eq!(answers[0].header("x-nginx"), Some("NGINX-LB"));
     assert!(answers[1].body.to_ascii_lowercase().contains("x-api: yes"));
-    // Two more clients, one request each: all six requests share server connections.
+    // Two more clients, one request each: all requests share server connections.
     for _ in 0..2 {
         assert_eq!(one(&lab, get("/", "")).status, 200);
     }
-    assert_eq!(apps[0].requests(), 5);
+    assert_eq!(apps[0].requests(), 6);
     // Reuse is opportunistic (a request arriving while the only idle connection is still
     // finishing its previous response opens another), so allow one extra on a loaded machine.
     let opened = apps[0].connections() - warm_up_connections;
     assert!(
         opened <= 2,
-        "{opened} server connections for 5 requests: the proxy does not reuse them"
+        "{opened} server connections for 6 requests: the proxy does not reuse them"
     );
 }
 

@@ -483,7 +483,7 @@ fn compile_response_rules(
         if rule.answers() {
             return fail(
                 line.span(),
-                "`redirect` and `deny` go in http_request, not http_response".into(),
+                "`redirect`, `deny` and path rules go in http_request, not http_response".into(),
             );
         }
     }

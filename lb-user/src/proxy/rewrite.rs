@@ -1,5 +1,6 @@
 //! Header rules: HAProxy's `http-request` / `http-response` `set-header`, `add-header`,
-//! `del-header` (and `redirect scheme | location | prefix` on requests) with an optional
+//! `del-header`, `replace-header` (and on requests `redirect scheme | location | prefix`,
+//! `deny`, `replace-path`, `set-path`) with an optional
 //! `if` / `unless` condition, and values built from a few
 //! variables (`%[src]`, `%[src_port]`, `%[dst]`, `%[dst_port]`, `%[fe_name]`, `%[be_name]`,
 //! `%[srv_name]`, `%[req.hdr(name)]`, and the log-format aliases `%ci %cp %fi %fp %f %b %s`).
@@ -165,6 +166,53 @@ pub enum Action {
     /// Refuse the request with this status (HAProxy's `deny [deny_status N]`; request rules
     /// only).
     Deny(u16),
+    /// Every value of the header that matches is replaced as a whole (`\1` refers to a
+    /// group).
+    ReplaceHeader(HeaderName, Rewrite),
+    /// The path (without the query), if it matches, is replaced as a whole.
+    ReplacePath(Rewrite),
+    /// The path (without the query) is set from a template.
+    SetPath(Template),
+}
+
+/// A regular expression and what a match becomes (HAProxy's `<match-regex> <replace-fmt>`).
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pattern: regex::Regex,
+    /// The replacement in the regex crate's syntax (`\1` became `${1}`).
+    replacement: String,
+}
+
+impl Rewrite {
+    fn parse(pattern: &str, replacement: &str) -> Result<Rewrite, String> {
+        let pattern = regex::Regex::new(pattern)
+            .map_err(|e| format!("bad regular expression `{pattern}`: {e}"))?;
+        // HAProxy writes back-references as \1; a literal `$` must not start one here.
+        let mut converted = String::new();
+        let mut chars = replacement.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                    let digit = chars.next().unwrap_or('0');
+                    converted.push_str(&format!("${{{digit}}}"));
+                }
+                '$' => converted.push_str("$$"),
+                other => converted.push(other),
+            }
+        }
+        Ok(Rewrite {
+            pattern,
+            replacement: converted,
+        })
+    }
+
+    /// What `text` becomes, if the expression matches it.
+    pub fn apply(&self, text: &str) -> Option<String> {
+        let captures = self.pattern.captures(text)?;
+        let mut out = String::new();
+        captures.expand(&self.replacement, &mut out);
+        Some(out)
+    }
 }
 
 /// HAProxy's `redirect scheme | location | prefix TARGET [code N]`.
@@ -282,6 +330,35 @@ impl HeaderRule {
                 condition,
             });
         }
+        match all.as_slice() {
+            ["replace-path", pattern, replacement] => {
+                return Ok(HeaderRule {
+                    action: Action::ReplacePath(Rewrite::parse(pattern, replacement)?),
+                    condition,
+                });
+            }
+            ["set-path", path] => {
+                return Ok(HeaderRule {
+                    action: Action::SetPath(Template::parse(path)?),
+                    condition,
+                });
+            }
+            ["replace-header", name, pattern, replacement] => {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("`{name}` is not a header name"))?;
+                return Ok(HeaderRule {
+                    action: Action::ReplaceHeader(name, Rewrite::parse(pattern, replacement)?),
+                    condition,
+                });
+            }
+            ["replace-path" | "set-path" | "replace-header", ..] => {
+                return Err(format!(
+                    "expected `replace-path REGEX REPLACEMENT`, `set-path PATH` or \
+                     `replace-header NAME REGEX REPLACEMENT`, found `{body}`"
+                ));
+            }
+            _ => {}
+        }
         let mut words = body.trim().splitn(3, char::is_whitespace);
         let verb = words.next().unwrap_or_default();
         let name = words
@@ -300,7 +377,7 @@ impl HeaderRule {
             ("del-header", Some(_)) => return Err("`del-header` takes only a name".into()),
             _ => {
                 return Err(format!(
-                    "unknown action `{verb}` (known: set-header, add-header, del-header, redirect, deny)"
+                    "unknown action `{verb}` (known: set-header, add-header, del-header, replace-header, replace-path, set-path, redirect, deny)"
                 ));
             }
         };
@@ -323,9 +400,21 @@ impl HeaderRule {
         }
     }
 
-    /// True if the rule only answers requests (`redirect`, `deny`): not for responses.
+    /// True if the rule only makes sense on requests (`redirect`, `deny`, path rules).
     pub fn answers(&self) -> bool {
-        matches!(self.action, Action::Redirect(_) | Action::Deny(_))
+        matches!(
+            self.action,
+            Action::Redirect(_) | Action::Deny(_) | Action::ReplacePath(_) | Action::SetPath(_)
+        )
+    }
+
+    /// The path a path rule makes of `path`, if it is one and changes it.
+    pub fn new_path(&self, path: &str, vars: &Vars<'_>) -> Option<String> {
+        match &self.action {
+            Action::ReplacePath(rewrite) => rewrite.apply(path),
+            Action::SetPath(template) => Some(template.render(vars)),
+            _ => None,
+        }
     }
 
     /// True if the rule's condition holds for `request` (or it has none).
@@ -352,8 +441,29 @@ impl HeaderRule {
             Action::Del(name) => {
                 headers.remove(name);
             }
-            // Answered by the proxy before forwarding: see `redirect` and `deny`.
-            Action::Redirect(_) | Action::Deny(_) => {}
+            Action::ReplaceHeader(name, rewrite) => {
+                let values: Vec<HeaderValue> = headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| {
+                        let text = v.to_str().ok()?;
+                        match rewrite.apply(text) {
+                            Some(new) => HeaderValue::from_str(&new).ok(),
+                            None => Some(v.clone()),
+                        }
+                    })
+                    .collect();
+                if !values.is_empty() {
+                    headers.remove(name);
+                    for value in values {
+                        headers.append(name.clone(), value);
+                    }
+                }
+            }
+            // Answered by the proxy before forwarding (`redirect`, `deny`), or applied to the
+            // request's path (`new_path`).
+            Action::Redirect(_) | Action::Deny(_) | Action::ReplacePath(_) | Action::SetPath(_) => {
+            }
         }
     }
 }
@@ -361,6 +471,43 @@ impl HeaderRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_and_header_rewrites_use_haproxy_back_references() {
+        let headers = HeaderMap::new();
+        let vars = vars(&headers);
+        let rule = HeaderRule::parse(r"replace-path ^/api/v1/(.*) /v1/\1", &[]).expect("rule");
+        assert_eq!(
+            rule.new_path("/api/v1/users", &vars).as_deref(),
+            Some("/v1/users")
+        );
+        assert_eq!(
+            rule.new_path("/static/x", &vars),
+            None,
+            "no match, no change"
+        );
+        let rule = HeaderRule::parse("set-path /maintenance", &[]).expect("rule");
+        assert_eq!(rule.new_path("/x", &vars).as_deref(), Some("/maintenance"));
+        let rule = HeaderRule::parse(r"replace-header User-Agent ^curl/(.*)$ tool/\1$", &[])
+            .expect("rule");
+        let mut target = HeaderMap::new();
+        target.append("user-agent", HeaderValue::from_static("curl/8.0"));
+        target.append("user-agent", HeaderValue::from_static("other"));
+        rule.apply(&mut target, &vars);
+        let values: Vec<&str> = target
+            .get_all("user-agent")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            vec!["tool/8.0$", "other"],
+            "a literal $ stays literal"
+        );
+        assert!(HeaderRule::parse("replace-path ([ /x", &[]).is_err());
+        assert!(HeaderRule::parse("replace-path /only-one-word", &[]).is_err());
+        assert!(!rule.answers(), "replace-header works on responses too");
+    }
 
     #[test]
     fn deny_rules_parse_with_their_status() {

@@ -724,6 +724,15 @@ async fn handle(
         &mut parts.headers,
         &vars,
     );
+    rewrite_path(
+        [
+            (&frontend.spec.request_rules, &frontend.spec.acls),
+            (&backend.spec.request_rules, &backend.spec.acls),
+        ],
+        &view,
+        &vars,
+        &mut parts.uri,
+    );
     if server.spec.h2 {
         // HTTP/2 servers get the target as :scheme, :authority (the Host) and :path.
         let authority = parts
@@ -999,6 +1008,39 @@ fn apply_rules(
         if rule.applies(acls, view) {
             rule.apply(headers, vars);
         }
+    }
+}
+
+/// Applies the path rules (`replace-path`, `set-path`) of the frontend, then the backend, to
+/// `uri`, keeping its query. A path that would not make a valid URI leaves it unchanged.
+fn rewrite_path(
+    sections: [(&Vec<HeaderRule>, &Vec<super::acl::Acl>); 2],
+    view: &RequestView<'_>,
+    vars: &Vars<'_>,
+    uri: &mut hyper::Uri,
+) {
+    let mut path: Option<String> = None;
+    for (rules, acls) in sections {
+        for rule in rules {
+            let current = path.as_deref().unwrap_or_else(|| uri.path());
+            if rule.applies(acls, view)
+                && let Some(new) = rule.new_path(current, vars)
+            {
+                path = Some(new);
+            }
+        }
+    }
+    let Some(path) = path else {
+        return;
+    };
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    if target.starts_with('/')
+        && let Ok(new) = target.parse::<hyper::Uri>()
+    {
+        *uri = new;
     }
 }
 
