@@ -857,3 +857,47 @@ fn deny_monitor_uri_and_allbackups() {
         .collect();
     assert!(bodies.iter().all(|b| b == "real2"), "{bodies:?}");
 }
+
+/// `option persist`: a request whose cookie names a server its checks call down still goes
+/// there (with `redispatch` as the way out if it does not answer); without a cookie, no
+/// server is up: 503.
+#[test]
+fn option_persist_sends_a_cookie_to_its_checked_down_server() {
+    require_root();
+    let lab = balancer_with_reals("l7persist", 2).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1, 2]);
+    warm_up(&lab, &[1, 2]);
+    // The checks probe port 81, where nothing listens: both servers are DOWN, yet serve on 80.
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\noptions = [\"persist\", \"redispatch\"]\n\
+             cookie = \"SRV insert indirect\"\n\
+             check = {{ kind = \"tcp\", port = 81, inter = \"200ms\", timeout = \"200ms\", rise = 1, fall = 1 }}\n\
+             servers = [{{ name = \"web1\", addr = \"{}:80\", cookie = \"a\" }}, {{ name = \"web2\", addr = \"{}:80\", cookie = \"b\" }}]\n",
+            real_addr(1),
+            real_addr(2)
+        ),
+    );
+    let status = lb::agent::health_status_path(&bpf_dir);
+    for server in ["web1", "web2"] {
+        wait_for_health(&status, server, "DOWN", Duration::from_secs(5)).expect("down");
+    }
+    let answers = exchange(
+        &lab,
+        vec![
+            get("/", "Cookie: SRV=b\r\n"),
+            get("/", "Cookie: SRV=a\r\n"),
+            get("/", ""),
+        ],
+    );
+    assert_eq!(
+        (answers[0].status, answers[0].body.as_str()),
+        (200, "real2")
+    );
+    assert_eq!(
+        (answers[1].status, answers[1].body.as_str()),
+        (200, "real1")
+    );
+    assert_eq!(answers[2].status, 503, "no cookie and no server up");
+}

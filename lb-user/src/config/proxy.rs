@@ -80,6 +80,8 @@ pub struct ProxyOptions {
     pub dontlognull: bool,
     /// When no primary server is up, every backup serves (else only the first).
     pub allbackups: bool,
+    /// A cookie's server that its checks call down still gets the cookie's requests.
+    pub persist: bool,
 }
 
 impl Default for ProxyOptions {
@@ -90,6 +92,7 @@ impl Default for ProxyOptions {
             redispatch: false,
             dontlognull: false,
             allbackups: false,
+            persist: false,
         }
     }
 }
@@ -382,6 +385,7 @@ fn options(inherited: &ProxyOptions, lines: &[Spanned<String>]) -> Result<ProxyO
             "redispatch" => options.redispatch = !negated,
             "dontlognull" => options.dontlognull = !negated,
             "allbackups" => options.allbackups = !negated,
+            "persist" => options.persist = !negated,
             // The log format of an HTTP proxy is always httplog; accepted for familiarity.
             "httplog" => {}
             _ => {
@@ -389,7 +393,7 @@ fn options(inherited: &ProxyOptions, lines: &[Spanned<String>]) -> Result<ProxyO
                     line.span(),
                     format!(
                         "unknown option `{text}` (known: forwardfor, http-keep-alive, \
-                         http-server-close, httpclose, redispatch, dontlognull, allbackups, httplog; \
+                         http-server-close, httpclose, redispatch, dontlognull, allbackups, persist, httplog; \
                          `no ` before one cancels it)"
                     ),
                 );

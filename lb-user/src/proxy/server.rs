@@ -516,7 +516,9 @@ async fn handle(
     progress.backend = Some(b);
     let _backend_session = backend.counters.enter();
     let board = proxy.board.borrow().clone();
-    let up = |s: usize| proxy.server_up(&board, b, s);
+    // `option persist` may force a cookie's server that its checks call down (not one an
+    // operator took out): it counts as up for this request only.
+    let checked_up = |s: usize| proxy.server_up(&board, b, s);
 
     // Persistence: the proxy's cookie first, then a learnt application session.
     let cookies = if backend.spec.cookie.is_some() || backend.sessions.is_some() {
@@ -549,7 +551,11 @@ async fn handle(
     if persisted.is_some() {
         progress.termination[2] = b'V';
     }
-    // A cookie naming a server that is down is ignored (HAProxy without `option persist`).
+    // A cookie naming a server that is down is ignored, unless `option persist` forces it.
+    let forced = cookie_server.filter(|&s| {
+        backend.spec.options.persist && !checked_up(s) && proxy.server_checked_down(&board, b, s)
+    });
+    let up = |s: usize| checked_up(s) || forced == Some(s);
     let persisted = persisted.filter(|&s| up(s));
     if cookie_server.is_some() && persisted.is_none() {
         progress.termination[2] = b'D';

@@ -193,6 +193,19 @@ impl Proxy {
                 .is_none_or(|st| st.in_service())
     }
 
+    /// True if server `s` of backend `b` is down by its checks alone (not taken out by an
+    /// operator): what `option persist` may still send a cookie's requests to.
+    pub(super) fn server_checked_down(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
+        let backend = &self.backends[b];
+        backend.servers[s].spec.check
+            && board
+                .get(&(backend.board_index, s as u32))
+                .is_some_and(|st| {
+                    st.verdict == crate::health::threshold::Verdict::Down
+                        && st.admin == crate::health::Admin::Ready
+                })
+    }
+
     /// The current health board.
     pub(super) fn board(&self) -> HealthBoard {
         self.board.borrow().clone()
