@@ -860,7 +860,7 @@ fn deny_monitor_uri_and_allbackups() {
 
 /// `option persist`: a request whose cookie names a server its checks call down still goes
 /// there (with `redispatch` as the way out if it does not answer); without a cookie, no
-/// server is up: 503.
+/// server is up: 503, which `errorloc` turns into a redirect.
 #[test]
 fn option_persist_sends_a_cookie_to_its_checked_down_server() {
     require_root();
@@ -872,7 +872,7 @@ fn option_persist_sends_a_cookie_to_its_checked_down_server() {
         &lab,
         &format!(
             "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\noptions = [\"persist\", \"redispatch\"]\n\
-             cookie = \"SRV insert indirect\"\n\
+             cookie = \"SRV insert indirect\"\nerrorloc = [\"503 303 https://status.example.com/\"]\n\
              check = {{ kind = \"tcp\", port = 81, inter = \"200ms\", timeout = \"200ms\", rise = 1, fall = 1 }}\n\
              servers = [{{ name = \"web1\", addr = \"{}:80\", cookie = \"a\" }}, {{ name = \"web2\", addr = \"{}:80\", cookie = \"b\" }}]\n",
             real_addr(1),
@@ -899,5 +899,10 @@ fn option_persist_sends_a_cookie_to_its_checked_down_server() {
         (answers[1].status, answers[1].body.as_str()),
         (200, "real1")
     );
-    assert_eq!(answers[2].status, 503, "no cookie and no server up");
+    // No cookie and no server up: the 503 becomes the errorloc's redirect.
+    assert_eq!(answers[2].status, 303);
+    assert_eq!(
+        answers[2].header("location"),
+        Some("https://status.example.com/")
+    );
 }

@@ -530,6 +530,10 @@ pub struct ProxyDefaults {
     /// HAProxy `errorfile` lines: `"503 /etc/lb/errors/503.http"` (a raw HTTP response).
     #[serde(default)]
     pub errorfile: Vec<Spanned<String>>,
+    /// HAProxy `errorloc` lines: `"503 https://status.example.com/"` (a 302 to that URL
+    /// instead of the status; `"503 303 URL"` for a 303).
+    #[serde(default)]
+    pub errorloc: Vec<Spanned<String>>,
     /// Where access log lines go: `"stdout"` (default), `"none"`, a file path, or
     /// `"syslog:/dev/log"` (a local syslog socket).
     pub log: Option<Spanned<String>>,
@@ -572,6 +576,10 @@ pub struct Frontend {
     /// `errorfile` lines.
     #[serde(default)]
     pub errorfile: Vec<Spanned<String>>,
+    /// HAProxy `errorloc` lines: `"503 https://status.example.com/"` (a 302 to that URL
+    /// instead of the status; `"503 303 URL"` for a 303).
+    #[serde(default)]
+    pub errorloc: Vec<Spanned<String>>,
     /// Access log target (see `[defaults]`).
     pub log: Option<Spanned<String>>,
     /// A path answered 200 by the proxy itself, for a load balancer in front of it
@@ -634,6 +642,10 @@ pub struct Backend {
     /// `errorfile` lines (used before the frontend's).
     #[serde(default)]
     pub errorfile: Vec<Spanned<String>>,
+    /// HAProxy `errorloc` lines: `"503 https://status.example.com/"` (a 302 to that URL
+    /// instead of the status; `"503 303 URL"` for a 303).
+    #[serde(default)]
+    pub errorloc: Vec<Spanned<String>>,
 }
 
 /// One `[[listen]]` table (HAProxy `listen`): a frontend and its one backend in one.
@@ -680,6 +692,10 @@ pub struct Listen {
     /// `errorfile` lines.
     #[serde(default)]
     pub errorfile: Vec<Spanned<String>>,
+    /// HAProxy `errorloc` lines: `"503 https://status.example.com/"` (a 302 to that URL
+    /// instead of the status; `"503 303 URL"` for a 303).
+    #[serde(default)]
+    pub errorloc: Vec<Spanned<String>>,
     /// Access log target.
     pub log: Option<Spanned<String>>,
     /// A path answered 200 by the proxy itself (HAProxy's `monitor-uri`).
@@ -707,6 +723,7 @@ impl Listen {
             http_response: self.http_response.clone(),
             maxconn: self.maxconn,
             errorfile: self.errorfile.clone(),
+            errorloc: self.errorloc.clone(),
             log: self.log.clone(),
             monitor_uri: self.monitor_uri.clone(),
         }
@@ -738,6 +755,7 @@ impl Listen {
             http_request: Vec::new(),
             http_response: Vec::new(),
             errorfile: Vec::new(),
+            errorloc: Vec::new(),
         }
     }
 }

@@ -494,14 +494,57 @@ fn compile_response_rules(
     Ok(rules)
 }
 
+/// An `errorloc` line: `"CODE URL"` (302) or `"CODE 303 URL"`, as an error page that
+/// redirects.
+fn error_location(text: &str) -> Result<(u16, ErrorPage), String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (code, redirect, url) = match words.as_slice() {
+        [code, url] => (*code, 302, *url),
+        [code, kind, url] if *kind == "302" || *kind == "303" => {
+            (*code, if *kind == "302" { 302 } else { 303 }, *url)
+        }
+        _ => {
+            return Err(format!(
+                "expected \"CODE URL\" or \"CODE 303 URL\", found `{text}`"
+            ));
+        }
+    };
+    let code: u16 = code
+        .parse()
+        .ok()
+        .filter(|c| ERRORFILE_STATUSES.contains(c))
+        .ok_or_else(|| {
+            format!("errorloc status must be one of {ERRORFILE_STATUSES:?}, found `{code}`")
+        })?;
+    let location = HeaderValue::from_str(url).map_err(|_| format!("`{url}` is not a URL"))?;
+    let page = ErrorPage {
+        status: redirect,
+        headers: vec![
+            (hyper::header::LOCATION, location),
+            (
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ),
+        ],
+        body: bytes::Bytes::new(),
+    };
+    Ok((code, page))
+}
+
 /// Statuses HAProxy lets `errorfile` replace.
 const ERRORFILE_STATUSES: [u16; 11] = [200, 400, 403, 405, 408, 425, 429, 500, 502, 503, 504];
 
 fn load_errorfiles(
     own: &[Spanned<String>],
     inherited: &[Spanned<String>],
+    own_locations: &[Spanned<String>],
+    inherited_locations: &[Spanned<String>],
 ) -> Result<BTreeMap<u16, ErrorPage>, Failure> {
     let mut pages = BTreeMap::new();
+    for line in inherited_locations.iter().chain(own_locations) {
+        let (code, page) = error_location(line.get_ref()).map_err(|e| (line.span(), e))?;
+        pages.insert(code, page);
+    }
     for line in inherited.iter().chain(own) {
         let text = line.get_ref();
         let (code, path) = text.trim().split_once(char::is_whitespace).ok_or_else(|| {
@@ -740,6 +783,7 @@ fn validate_backend(
                 "http_response",
             ),
             (backend.errorfile.first().map(Spanned::span), "errorfile"),
+            (backend.errorloc.first().map(Spanned::span), "errorloc"),
         ];
         for (span, key) in http_only {
             if let Some(span) = span {
@@ -810,7 +854,7 @@ fn validate_backend(
         request_rules: compile_rules(&backend.http_request, &acls)?,
         response_rules: compile_response_rules(&backend.http_response, &acls)?,
         acls,
-        errorfiles: load_errorfiles(&backend.errorfile, &[])?,
+        errorfiles: load_errorfiles(&backend.errorfile, &[], &backend.errorloc, &[])?,
         name,
     })
 }
@@ -945,7 +989,12 @@ fn validate_frontend(
         response_rules: compile_response_rules(&frontend.http_response, &acls)?,
         acls,
         maxconn: frontend.maxconn.or(defaults.maxconn).unwrap_or(0),
-        errorfiles: load_errorfiles(&frontend.errorfile, &defaults.errorfile)?,
+        errorfiles: load_errorfiles(
+            &frontend.errorfile,
+            &defaults.errorfile,
+            &frontend.errorloc,
+            &defaults.errorloc,
+        )?,
         log: log_target(&frontend.log, &defaults.log),
         monitor_uri: match &frontend.monitor_uri {
             Some(path) if !path.get_ref().starts_with('/') || path.get_ref().contains(' ') => {
@@ -967,6 +1016,19 @@ fn validate_frontend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errorloc_lines_become_redirects() {
+        let (code, page) = error_location("503 https://status.example.com/").expect("302");
+        assert_eq!((code, page.status), (503, 302));
+        assert_eq!(page.headers[0].1, "https://status.example.com/");
+        assert!(page.body.is_empty());
+        let (_, page) = error_location("403 303 /denied").expect("303");
+        assert_eq!(page.status, 303);
+        assert!(error_location("999 https://x/").is_err());
+        assert!(error_location("503 301 https://x/").is_err());
+        assert!(error_location("503").is_err());
+    }
 
     #[test]
     fn error_pages_parse_like_haproxy_files() {
