@@ -71,7 +71,12 @@ pub fn send_state(stream: RawFd, state: &State) -> std::io::Result<()> {
     }
     let text = state.encode();
     let fds: Vec<RawFd> = state.listeners.iter().map(|(_, fd)| *fd).collect();
-    let control = [ControlMessage::ScmRights(&fds)];
+    // An agent without listeners (L4 and VRRP only) sends the text alone.
+    let control: Vec<ControlMessage<'_>> = if fds.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&fds)]
+    };
     let iov = [IoSlice::new(text.as_bytes())];
     let sent = sendmsg::<()>(stream, &iov, &control, MsgFlags::empty(), None)
         .map_err(std::io::Error::from)?;
@@ -225,6 +230,21 @@ mod tests {
         );
         assert!(parse_state(&format!("{MAGIC}\nlistener nowhere\nend\n")).is_err());
         assert!(parse_state(&format!("{MAGIC}\nsomething else\nend\n")).is_err());
+    }
+
+    #[test]
+    fn a_state_without_listeners_travels_too() {
+        let (old, new) = UnixStream::pair().expect("pair");
+        let state = State {
+            listeners: vec![],
+            masters: vec!["VI_1".into()],
+        };
+        send_state(old.as_raw_fd(), &state).expect("send");
+        let mut buffer = vec![0u8; MAX_STATE];
+        let n = std::io::Read::read(&mut &new, &mut buffer).expect("read");
+        let (addrs, masters) = parse_state(&String::from_utf8_lossy(&buffer[..n])).expect("parses");
+        assert!(addrs.is_empty());
+        assert_eq!(masters, vec!["VI_1".to_string()]);
     }
 
     #[test]
