@@ -906,3 +906,69 @@ fn option_persist_sends_a_cookie_to_its_checked_down_server() {
         Some("https://status.example.com/")
     );
 }
+
+/// Accepts (and drops) connections on `port` of `host` for `lifetime`: what a TCP check needs.
+fn check_port(lab: &Lab, host: &str, port: u16, lifetime: Duration) {
+    lab.host(host)
+        .spawn(move || async move {
+            let listener = TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+            let _ = tokio::time::timeout(lifetime, async {
+                loop {
+                    let _ = listener.accept().await;
+                }
+            })
+            .await;
+        })
+        .expect("check port");
+}
+
+/// `slowstart`: a server the checks bring back up starts with a small share of its weight,
+/// and has all of it once the slowstart time has passed.
+#[test]
+fn slowstart_ramps_a_returning_server_up() {
+    require_root();
+    let lab = balancer_with_reals("l7slow", 2).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1, 2]);
+    warm_up(&lab, &[1, 2]);
+    check_port(&lab, "real1", 81, Duration::from_secs(60));
+    let (_agent, bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\n\
+             check = {{ kind = \"tcp\", port = 81, inter = \"200ms\", timeout = \"200ms\", rise = 1, fall = 1 }}\n\
+             servers = [{{ name = \"web1\", addr = \"{}:80\", weight = 100 }}, \
+             {{ name = \"web2\", addr = \"{}:80\", weight = 100, slowstart = \"3s\" }}]\n",
+            real_addr(1),
+            real_addr(2)
+        ),
+    );
+    let status = lb::agent::health_status_path(&bpf_dir);
+    wait_for_health(&status, "web2", "DOWN", Duration::from_secs(5)).expect("web2 down");
+    check_port(&lab, "real2", 81, Duration::from_secs(60));
+    wait_for_health(&status, "web2", "UP", Duration::from_secs(5)).expect("web2 back up");
+    let up_at = Instant::now();
+    let share = |lab: &Lab| {
+        exchange(lab, (0..40).map(|_| get("/", "")).collect())
+            .iter()
+            .filter(|a| a.body == "real2")
+            .count()
+    };
+    let early = share(&lab);
+    assert!(
+        up_at.elapsed() < Duration::from_millis(1500),
+        "the first requests took too long to be early"
+    );
+    assert!(
+        early <= 12,
+        "web2 took {early} of 40 just after coming back"
+    );
+    std::thread::sleep(
+        Duration::from_secs(3).saturating_sub(up_at.elapsed()) + Duration::from_millis(200),
+    );
+    let late = share(&lab);
+    eprintln!("slowstart: web2 took {early} of 40 at once, {late} of 40 after the ramp");
+    assert!(
+        (16..=24).contains(&late),
+        "web2 took {late} of 40 after slowstart"
+    );
+}

@@ -496,6 +496,7 @@ async fn serve(
                 let fresh = board_rx.borrow_and_update().clone();
                 let flipped = fresh.iter().any(|(k, s)| running.board.get(k).is_none_or(|old| old.in_service() != s.in_service()));
                 running.board = fresh;
+                running.proxy.current().note_health(&running.board);
                 if flipped {
                     let started = std::time::Instant::now();
                     let board = &running.board;

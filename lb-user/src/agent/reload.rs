@@ -59,6 +59,7 @@ impl Running<'_> {
         self.board_rx.borrow_and_update();
         self.board = board;
         let proxy_report = self.proxy.commit(prepared);
+        self.proxy.current().note_health(&self.board);
 
         // L4: new reals resolved, then the maps brought in line, diff only.
         let owned = self.ownership_tx.borrow().clone();

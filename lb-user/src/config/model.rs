@@ -788,6 +788,9 @@ pub struct Server {
     /// `"h2"`: speak HTTP/2 to the server (over TLS with ALPN h2, else with prior knowledge),
     /// as HAProxy's `proto h2`. Default HTTP/1.1.
     pub proto: Option<Spanned<String>>,
+    /// After its checks bring it back up, the server's weight ramps from little to full over
+    /// this time (HAProxy's `slowstart`; dynamic algorithms only).
+    pub slowstart: Option<Spanned<String>>,
 }
 
 fn default_server_weight() -> u32 {

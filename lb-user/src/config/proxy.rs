@@ -274,6 +274,8 @@ pub struct ServerSpec {
     pub tls: Option<std::sync::Arc<crate::proxy::tls::UpstreamTls>>,
     /// Speak HTTP/2 to it (`proto h2`).
     pub h2: bool,
+    /// Weight ramp after coming back up (zero: none).
+    pub slowstart: Duration,
 }
 
 /// Validates the L7 sections: frontends (listens after them) and backends (likewise).
@@ -731,10 +733,17 @@ fn validate_backend(
                 );
             }
         };
+        let slowstart = match &server.slowstart {
+            Some(text) => {
+                super::duration::parse_duration(text.get_ref()).map_err(|e| (text.span(), e))?
+            }
+            None => Duration::ZERO,
+        };
         servers.push(ServerSpec {
             name: server_name,
             addr,
             h2,
+            slowstart,
             weight: server.weight,
             backup: server.backup,
             maxconn: server.maxconn,

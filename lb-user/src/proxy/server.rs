@@ -1050,6 +1050,16 @@ fn rewrite_path(
     }
 }
 
+/// True for the algorithms whose weights may change as they go (HAProxy applies `slowstart`
+/// to dynamic algorithms only: a hash must not move keys while a server ramps up).
+fn ramps(algorithm: super::balance::Algorithm) -> bool {
+    use super::balance::Algorithm;
+    matches!(
+        algorithm,
+        Algorithm::RoundRobin | Algorithm::LeastConn | Algorithm::Random
+    )
+}
+
 /// The server for a request: the persisted one if it has room, else the algorithm's choice
 /// among up servers with room and not yet `tried`.
 pub(super) fn choose(
@@ -1064,7 +1074,11 @@ pub(super) fn choose(
         .iter()
         .enumerate()
         .map(|(s, server)| Candidate {
-            weight: server.weight.load(Ordering::Relaxed),
+            weight: if ramps(backend.spec.balance) {
+                server.current_weight()
+            } else {
+                server.weight.load(Ordering::Relaxed)
+            },
             up: !tried[s] && up(s),
             backup: server.spec.backup,
             active: server.active.load(Ordering::Relaxed),

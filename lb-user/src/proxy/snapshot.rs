@@ -7,7 +7,10 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, atomic::AtomicU32},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
 };
 
 use tokio::sync::{Notify, Semaphore, watch};
@@ -36,6 +39,39 @@ pub(super) struct ServerState {
     /// The weight in force: the configured one until the runtime API sets another
     /// (HAProxy's `set weight`).
     pub(super) weight: Arc<AtomicU32>,
+    /// When the checks last brought it back up (ms since the Unix epoch; 0: not ramping),
+    /// for `slowstart`.
+    pub(super) up_since_ms: Arc<AtomicU64>,
+}
+
+impl ServerState {
+    /// The weight balancing uses now: during `slowstart` after the server came back up, a
+    /// share of the weight growing with the time since (at least 1).
+    pub(super) fn current_weight(&self) -> u32 {
+        let weight = self.weight.load(Ordering::Relaxed);
+        let since = self.up_since_ms.load(Ordering::Relaxed);
+        if self.spec.slowstart.is_zero() || since == 0 {
+            return weight;
+        }
+        ramped(weight, since, unix_ms(), self.spec.slowstart)
+    }
+}
+
+/// `weight` at `now_ms` for a server up since `since_ms` with a ramp of `slowstart`.
+fn ramped(weight: u32, since_ms: u64, now_ms: u64, slowstart: std::time::Duration) -> u32 {
+    let elapsed = now_ms.saturating_sub(since_ms);
+    let total = slowstart.as_millis() as u64;
+    if elapsed >= total {
+        return weight;
+    }
+    let share = (u64::from(weight) * elapsed).div_ceil(total);
+    (share as u32).clamp(1, weight.max(1))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A backend with its run-time state.
@@ -234,6 +270,31 @@ impl Proxy {
         }
     }
 
+    /// Reads from `board` when each checked server last came back up (a server up since
+    /// start-up does not ramp, as in HAProxy), for `slowstart`.
+    pub fn note_health(&self, board: &HealthBoard) {
+        for backend in &self.backends {
+            for (s, server) in backend.servers.iter().enumerate() {
+                if server.spec.slowstart.is_zero() {
+                    continue;
+                }
+                let since = match board.get(&(backend.board_index, s as u32)) {
+                    Some(state)
+                        if state.verdict == crate::health::threshold::Verdict::Up
+                            && state.transitions > 0 =>
+                    {
+                        state
+                            .since
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64)
+                    }
+                    _ => 0,
+                };
+                server.up_since_ms.store(since, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// HAProxy-style `show stat`: one line per frontend, backend and server.
     pub fn render_stats(&self) -> String {
         let mut out = format!("{}\n", counters::HEADER);
@@ -288,6 +349,7 @@ fn backend_state(
                 weight: previous
                     .filter(|p| p.spec.weight == s.weight)
                     .map_or_else(|| Arc::new(AtomicU32::new(s.weight)), |p| p.weight.clone()),
+                up_since_ms: previous.map_or_else(Arc::default, |p| p.up_since_ms.clone()),
             }
         })
         .collect();
@@ -319,5 +381,26 @@ fn backend_state(
         counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
         board_index,
         spec,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::ramped;
+
+    #[test]
+    fn slowstart_ramps_the_weight_up_from_one() {
+        let ramp = Duration::from_secs(10);
+        assert_eq!(
+            ramped(100, 1_000, 1_000, ramp),
+            1,
+            "just up: the least weight"
+        );
+        assert_eq!(ramped(100, 1_000, 3_500, ramp), 25);
+        assert_eq!(ramped(100, 1_000, 10_999, ramp), 100);
+        assert_eq!(ramped(100, 1_000, 11_000, ramp), 100, "done");
+        assert_eq!(ramped(1, 1_000, 1_500, ramp), 1);
     }
 }
