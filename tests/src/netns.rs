@@ -716,8 +716,10 @@ impl Lab {
     }
 
     /// Starts `command` (made by [`Host::command`]) and keeps it, so the lab kills it on drop.
+    /// It leads a process group of its own, so what it forks (nginx's workers) goes with it.
     /// Returns its process id.
     pub fn start(&self, mut command: Command) -> anyhow::Result<u32> {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .spawn()
             .with_context(|| format!("starting {command:?}"))?;
@@ -757,10 +759,22 @@ impl Lab {
         if let Err(error) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal) {
             let _ = child.kill();
             let _ = child.wait();
+            kill_group(pid);
             return Err(error.into());
         }
-        Ok(child.wait()?)
+        let status = child.wait()?;
+        // Whatever it forked and left behind (a SIGKILLed nginx master's workers) goes too.
+        kill_group(pid);
+        Ok(status)
     }
+}
+
+/// SIGKILLs the process group `pid` leads, if it leads one (processes from [`Lab::start`]).
+fn kill_group(pid: u32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 impl Drop for Lab {
@@ -769,6 +783,7 @@ impl Drop for Lab {
             for child in children.iter_mut() {
                 let _ = child.kill();
                 let _ = child.wait();
+                kill_group(child.id());
             }
         }
         for host in self.hosts.values() {
