@@ -2,7 +2,9 @@
 //! integration tests drive the same code.
 //!
 //! Layout: `config` (the TOML file), `dataplane` (the XDP object and its maps), `health`
-//! (checks and the HealthBoard), `vrrp`, `admin` (the runtime API), `agent` (the `lb run` lifecycle wiring them together).
+//! (checks and the HealthBoard), `vrrp`, `proxy` (the L7 proxy), `admin` (the runtime API),
+//! `runtime_thread` (threads of their own for checks and VRRP), `agent` (the `lb run`
+//! lifecycle wiring them together).
 
 pub mod admin;
 pub mod agent;
@@ -10,6 +12,7 @@ pub mod config;
 pub mod dataplane;
 pub mod health;
 pub mod proxy;
+pub mod runtime_thread;
 pub mod vrrp;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.

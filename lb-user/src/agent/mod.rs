@@ -52,6 +52,9 @@ pub enum AgentError {
     /// Taking over from the running agent failed.
     #[error("binary upgrade: {0}")]
     Upgrade(std::io::Error),
+    /// The VRRP thread could not start.
+    #[error("VRRP thread: {0}")]
+    Vrrp(std::io::Error),
 }
 
 /// Checks what only the host can tell: every configured interface exists.
@@ -241,12 +244,13 @@ fn start_instance(
     start: vrrp::instance::Start,
     ownership: &watch::Sender<Ownership>,
     board: &watch::Receiver<HealthBoard>,
+    runtime: &tokio::runtime::Handle,
 ) -> Instance {
     let (stop, stopped) = tokio::sync::oneshot::channel::<Stop>();
     let ownership = ownership.clone();
     let board = Some(board.clone());
     let run_spec = spec.clone();
-    let task = tokio::spawn(async move {
+    let task = runtime.spawn(async move {
         let name = run_spec.name.clone();
         let stopped = async move { stopped.await.unwrap_or(Stop::Leave) };
         if let Err(error) = vrrp::instance::run(run_spec, start, ownership, board, stopped).await {
@@ -284,6 +288,8 @@ struct Running<'a> {
     proxy: Arc<ProxyRuntime>,
     ownership_tx: watch::Sender<Ownership>,
     instances: Vec<Instance>,
+    /// VRRP instances run on this thread: the proxy cannot delay their advertisements.
+    vrrp_thread: crate::runtime_thread::RuntimeThread,
 }
 
 impl Running<'_> {
@@ -384,6 +390,8 @@ async fn serve(
         proxy,
         ownership_tx,
         instances: Vec::new(),
+        vrrp_thread: crate::runtime_thread::RuntimeThread::start("lb-vrrp")
+            .map_err(AgentError::Vrrp)?,
     };
     running.set_ownership(&ownership_rx.borrow_and_update());
     // Maps first, then the program: the first packet already finds every service.
@@ -421,7 +429,13 @@ async fn serve(
         } else {
             Start::Elect
         };
-        let instance = start_instance(spec, start, &running.ownership_tx, &running.board_rx);
+        let instance = start_instance(
+            spec,
+            start,
+            &running.ownership_tx,
+            &running.board_rx,
+            running.vrrp_thread.handle(),
+        );
         running.instances.push(instance);
     }
     if let Some(inherited) = inherited {

@@ -125,6 +125,7 @@ impl Running<'_> {
                     crate::vrrp::instance::Start::Elect,
                     &self.ownership_tx,
                     &self.board_rx,
+                    self.vrrp_thread.handle(),
                 ));
             }
         }

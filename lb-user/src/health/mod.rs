@@ -238,45 +238,26 @@ pub fn carry_over(
 /// runtime cannot delay a check past its timeout and mark a healthy server down. Dropping
 /// this stops them and waits for the thread, so no result of theirs is published after.
 pub struct Checks {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Checks {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    // Field order is drop order: the tasks are aborted, then the thread stops.
+    _tasks: tokio::task::JoinSet<()>,
+    _thread: crate::runtime_thread::RuntimeThread,
 }
 
 /// Starts checking `targets`, publishing results on `board`. Each target starts from the
 /// verdict the board holds for it.
 pub fn spawn(targets: Vec<Target>, board: watch::Sender<HealthBoard>) -> std::io::Result<Checks> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("lb-health".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let tasks = spawn_tasks(targets, board);
-                // Ends when the `Checks` handle is dropped.
-                let _ = stopped.await;
-                drop(tasks);
-            });
-        })?;
+    let thread = crate::runtime_thread::RuntimeThread::start("lb-health")?;
+    let tasks = spawn_tasks(targets, board, thread.handle());
     Ok(Checks {
-        stop: Some(stop),
-        thread: Some(thread),
+        _tasks: tasks,
+        _thread: thread,
     })
 }
 
 fn spawn_tasks(
     targets: Vec<Target>,
     board: watch::Sender<HealthBoard>,
+    runtime: &tokio::runtime::Handle,
 ) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for target in targets {
@@ -285,24 +266,27 @@ fn spawn_tasks(
             .borrow()
             .get(&target.key)
             .map_or(Verdict::Up, |s| s.verdict);
-        tasks.spawn(async move {
-            let timing = target.check.timing;
-            let mut tracker = Tracker::starting(verdict);
-            // The first check lands somewhere in the first interval.
-            tokio::time::sleep(jitter(timing.inter)).await;
-            loop {
-                let outcome = target
-                    .check
-                    .probe
-                    .run(target.addr, target.check.timeout)
-                    .await;
-                let change = tracker.record(outcome.passed, &timing);
-                publish(&board, &target, &outcome, change);
-                // Up to a tenth of the interval of jitter keeps backends from synchronising.
-                let interval = tracker.next_interval(&timing);
-                tokio::time::sleep(interval + jitter(interval / 10)).await;
-            }
-        });
+        tasks.spawn_on(
+            async move {
+                let timing = target.check.timing;
+                let mut tracker = Tracker::starting(verdict);
+                // The first check lands somewhere in the first interval.
+                tokio::time::sleep(jitter(timing.inter)).await;
+                loop {
+                    let outcome = target
+                        .check
+                        .probe
+                        .run(target.addr, target.check.timeout)
+                        .await;
+                    let change = tracker.record(outcome.passed, &timing);
+                    publish(&board, &target, &outcome, change);
+                    // Up to a tenth of the interval of jitter keeps backends from synchronising.
+                    let interval = tracker.next_interval(&timing);
+                    tokio::time::sleep(interval + jitter(interval / 10)).await;
+                }
+            },
+            runtime,
+        );
     }
     tasks
 }
