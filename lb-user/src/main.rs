@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent: load and attach the XDP balancer, until SIGINT or SIGTERM.
+    /// Run the agent (XDP balancer, health checks, VRRP, proxy) until SIGINT or SIGTERM;
+    /// SIGHUP reloads the configuration.
     Run {
         /// Configuration file.
         #[arg(short, long, default_value = "/etc/lb/lb.toml")]
@@ -75,8 +76,9 @@ enum Command {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
-    /// Send a command to the running agent's runtime API (`show servers`,
-    /// `set server <service>/<server> state <ready|drain|maint>`).
+    /// Send a command to the running agent's runtime API (`show servers`, `show stat`,
+    /// `set server <service>/<server> state <ready|drain|maint>`,
+    /// `set weight <backend>/<server> <0-256>`, `reload`, `help`).
     Ctl {
         /// bpffs directory of the agent (global.bpf_dir; taken from the config with -c).
         #[arg(long)]
