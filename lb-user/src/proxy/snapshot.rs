@@ -222,24 +222,38 @@ impl Proxy {
     /// True if server `s` of backend `b` may take traffic: not checked, or in service on
     /// `board`.
     pub(super) fn server_up(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
+        !self.backends[b].servers[s].spec.check
+            || self.health_of(board, b, s).is_none_or(|st| st.in_service())
+    }
+
+    /// The board's entry for server `s` of backend `b`. Found by position, checked by name:
+    /// after a reload a request still running on an older snapshot may hold positions the
+    /// board has given to other servers, and then the names find the right entry.
+    fn health_of<'a>(
+        &self,
+        board: &'a HealthBoard,
+        b: usize,
+        s: usize,
+    ) -> Option<&'a crate::health::BackendState> {
         let backend = &self.backends[b];
-        !backend.servers[s].spec.check
-            || board
-                .get(&(backend.board_index, s as u32))
-                .is_none_or(|st| st.in_service())
+        let server = &backend.servers[s].spec.name;
+        let named = |st: &&crate::health::BackendState| {
+            st.service == backend.spec.name && st.server == *server
+        };
+        board
+            .get(&(backend.board_index, s as u32))
+            .filter(named)
+            .or_else(|| board.values().find(named))
     }
 
     /// True if server `s` of backend `b` is down by its checks alone (not taken out by an
     /// operator): what `option persist` may still send a cookie's requests to.
     pub(super) fn server_checked_down(&self, board: &HealthBoard, b: usize, s: usize) -> bool {
-        let backend = &self.backends[b];
-        backend.servers[s].spec.check
-            && board
-                .get(&(backend.board_index, s as u32))
-                .is_some_and(|st| {
-                    st.verdict == crate::health::threshold::Verdict::Down
-                        && st.admin == crate::health::Admin::Ready
-                })
+        self.backends[b].servers[s].spec.check
+            && self.health_of(board, b, s).is_some_and(|st| {
+                st.verdict == crate::health::threshold::Verdict::Down
+                    && st.admin == crate::health::Admin::Ready
+            })
     }
 
     /// The current health board.
@@ -278,7 +292,10 @@ impl Proxy {
                 if server.spec.slowstart.is_zero() {
                     continue;
                 }
-                let since = match board.get(&(backend.board_index, s as u32)) {
+                let since = match board
+                    .get(&(backend.board_index, s as u32))
+                    .filter(|st| st.service == backend.spec.name && st.server == server.spec.name)
+                {
                     Some(state)
                         if state.verdict == crate::health::threshold::Verdict::Up
                             && state.transitions > 0 =>
@@ -386,9 +403,47 @@ fn backend_state(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-    use super::ramped;
+    use super::{Proxy, ramped};
+    use crate::{
+        config,
+        health::{self, threshold::Verdict},
+    };
+
+    #[tokio::test]
+    async fn health_is_found_by_name_when_positions_moved() {
+        let text = "[[backend]]\nname = \"app\"\n\
+                    servers = [{ name = \"a\", addr = \"10.0.2.11:80\" }, { name = \"b\", addr = \"10.0.2.12:80\" }]\n\
+                    check = { kind = \"tcp\" }\n\n\
+                    [[frontend]]\nname = \"www\"\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n";
+        let loaded = config::load_str(std::path::Path::new("lb.toml"), text).expect("config");
+        let model = crate::dataplane::model::L4Model::from_config(&loaded);
+        let targets = health::targets(&model, &loaded);
+        // A board from a later layout: the two servers' positions swapped, `a` down.
+        let mut board: BTreeMap<_, _> = (*health::initial_board(&targets)).clone();
+        let (key_a, key_b) = (targets[0].key, targets[1].key);
+        let mut state_a = board[&key_a].clone();
+        let state_b = board[&key_b].clone();
+        state_a.verdict = Verdict::Down;
+        board.insert(key_a, state_b);
+        board.insert(key_b, state_a);
+        let board = Arc::new(board);
+        let (_tx, rx) = tokio::sync::watch::channel(board.clone());
+        let proxy = Proxy::build(
+            loaded.resolved.frontends.clone(),
+            loaded.resolved.backends.clone(),
+            model.services.len(),
+            rx,
+            None,
+        )
+        .expect("snapshot");
+        assert!(
+            !proxy.server_up(&board, 0, 0),
+            "a is down, wherever its entry sits"
+        );
+        assert!(proxy.server_up(&board, 0, 1));
+    }
 
     #[test]
     fn slowstart_ramps_the_weight_up_from_one() {
