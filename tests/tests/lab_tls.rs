@@ -506,3 +506,69 @@ fn http2_to_servers() {
         }
     }
 }
+
+/// h2load drives HTTP/2 over TLS (ALPN h2) through ACL routing: two paths, two backends;
+/// every request succeeds and each backend gets the requests of its path.
+#[test]
+fn h2load_through_acl_routing() {
+    require_root();
+    let lab = balancer_with_reals("h2load", 2).build().expect("lab");
+    let mut stats = Vec::new();
+    for i in 1..=2 {
+        let app = Arc::new(AppStats::default());
+        let shared = app.clone();
+        lab.host(&format!("real{i}"))
+            .spawn(move || async move {
+                let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
+                app_server(
+                    listener,
+                    format!("real{i}"),
+                    shared,
+                    Duration::from_secs(120),
+                )
+                .await;
+            })
+            .expect("app");
+        stats.push(app);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certificates(dir.path(), &["site.example"]);
+    let bpf_dir = unique_bpf_dir();
+    let config = format!(
+        "[global]\nbpf_dir = \"{}\"\n\n[[frontend]]\nname = \"www\"\n\
+         bind = [\"10.0.1.1:8443 ssl crt {}\"]\nacls = [\"api path_beg /api\"]\n\
+         use_backend = [\"api if api\"]\ndefault_backend = \"static\"\n\n\
+         [[backend]]\nname = \"static\"\nservers = [{{ name = \"s1\", addr = \"{}:80\" }}]\n\n\
+         [[backend]]\nname = \"api\"\nservers = [{{ name = \"a1\", addr = \"{}:80\" }}]\n",
+        bpf_dir.display(),
+        dir.path().join("site.example.pem").display(),
+        real_addr(1),
+        real_addr(2)
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &[]).expect("agent");
+    let uris = dir.path().join("uris");
+    std::fs::write(
+        &uris,
+        "https://10.0.1.1:8443/index.html\nhttps://10.0.1.1:8443/api/users\n",
+    )
+    .expect("uri list");
+    let output = lab
+        .host("client")
+        .command("h2load")
+        .expect("h2load")
+        .args(["-n", "400", "-c", "4", "-m", "10", "-i"])
+        .arg(&uris)
+        .output()
+        .expect("running h2load (cargo xtask setup installs nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Application protocol: h2"), "{text}");
+    assert!(
+        text.contains("400 succeeded, 0 failed, 0 errored"),
+        "not every request succeeded:\n{text}"
+    );
+    assert!(text.contains("status codes: 400 2xx"), "{text}");
+    // h2load takes the URIs in turn: half to each backend.
+    assert_eq!(stats[0].requests(), 200, "static");
+    assert_eq!(stats[1].requests(), 200, "api");
+}
