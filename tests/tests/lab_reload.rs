@@ -385,6 +385,18 @@ fn binary_upgrade_under_load_fails_no_request_and_keeps_the_vip() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("VIP watcher");
+    // A new agent with a broken configuration stops at its own error; the old one goes on.
+    let broken = config.replace("priority = 100", "priority = \"high\"");
+    let refused = RunningAgent::start(&lab, lab.host("lb"), &broken, &bpf_dir, &["--upgrade"]);
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("priority"),
+        "an upgrade with a broken configuration started, or failed otherwise: {message}"
+    );
+    assert!(
+        !exited(old.pid()),
+        "the old agent left for a broken upgrade"
+    );
     let new = RunningAgent::start(&lab, lab.host("lb"), &config, &bpf_dir, &["--upgrade"])
         .expect("the new agent takes over");
 
