@@ -317,3 +317,27 @@ async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Re
 pub fn get(path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n{extra}\r\n").into_bytes()
 }
+
+/// Starts an app server on `realN:80` for each N in `reals`.
+pub fn spawn_apps(lab: &crate::netns::Lab, reals: &[usize]) -> Vec<Arc<AppStats>> {
+    reals
+        .iter()
+        .map(|&i| {
+            let stats = Arc::new(AppStats::default());
+            let shared = stats.clone();
+            lab.host(&format!("real{i}"))
+                .spawn(move || async move {
+                    let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
+                    app_server(
+                        listener,
+                        format!("real{i}"),
+                        shared,
+                        Duration::from_secs(120),
+                    )
+                    .await;
+                })
+                .expect("app server");
+            stats
+        })
+        .collect()
+}

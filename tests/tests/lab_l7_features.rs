@@ -7,13 +7,13 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
     agent::{BpfDir, RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
-    app::{Answer, AppStats, app_server, get, keepalive_exchange},
+    app::{Answer, get, keepalive_exchange, spawn_apps},
     netns::Lab,
     require_root,
     topology::{balancer_with_reals, real_addr},
@@ -28,30 +28,6 @@ const FRONTEND: &str = "10.0.1.1:8080";
 
 fn frontend() -> SocketAddr {
     FRONTEND.parse().expect("frontend address")
-}
-
-/// Starts an app server on `realN:80` for each N in `reals`.
-fn spawn_apps(lab: &Lab, reals: &[usize]) -> Vec<Arc<AppStats>> {
-    reals
-        .iter()
-        .map(|&i| {
-            let stats = Arc::new(AppStats::default());
-            let shared = stats.clone();
-            lab.host(&format!("real{i}"))
-                .spawn(move || async move {
-                    let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
-                    app_server(
-                        listener,
-                        format!("real{i}"),
-                        shared,
-                        Duration::from_secs(120),
-                    )
-                    .await;
-                })
-                .expect("app server");
-            stats
-        })
-        .collect()
 }
 
 /// Runs `requests` over one client connection from the client host.

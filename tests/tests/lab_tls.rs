@@ -7,7 +7,7 @@ use std::{path::Path, process::Output, sync::Arc, time::Duration};
 
 use lb_tests::{
     agent::{RunningAgent, unique_bpf_dir, wait_for_checked_up, wait_for_health},
-    app::{AppStats, app_server},
+    app::{AppStats, app_server, spawn_apps},
     netns::Lab,
     require_root,
     topology::{balancer_with_reals, real_addr},
@@ -513,24 +513,7 @@ fn http2_to_servers() {
 fn h2load_through_acl_routing() {
     require_root();
     let lab = balancer_with_reals("h2load", 2).build().expect("lab");
-    let mut stats = Vec::new();
-    for i in 1..=2 {
-        let app = Arc::new(AppStats::default());
-        let shared = app.clone();
-        lab.host(&format!("real{i}"))
-            .spawn(move || async move {
-                let listener = TcpListener::bind("0.0.0.0:80").await.expect("bind");
-                app_server(
-                    listener,
-                    format!("real{i}"),
-                    shared,
-                    Duration::from_secs(120),
-                )
-                .await;
-            })
-            .expect("app");
-        stats.push(app);
-    }
+    let stats = spawn_apps(&lab, &[1, 2]);
     let dir = tempfile::tempdir().expect("tempdir");
     make_certificates(dir.path(), &["site.example"]);
     let bpf_dir = unique_bpf_dir();

@@ -173,24 +173,21 @@ pub fn targets(model: &L4Model, config: &Config) -> Vec<Target> {
 /// The board before any check ran: every backend up, as HAProxy starts its servers.
 pub fn initial_board(targets: &[Target]) -> HealthBoard {
     let now = SystemTime::now();
-    Arc::new(
-        targets
-            .iter()
-            .map(|t| {
-                let state = BackendState {
-                    service: t.service.clone(),
-                    server: t.server.clone(),
-                    verdict: Verdict::Up,
-                    last: None,
-                    since: now,
-                    checks: 0,
-                    transitions: 0,
-                    admin: Admin::Ready,
-                };
-                (t.key, state)
-            })
-            .collect(),
-    )
+    Arc::new(targets.iter().map(|t| (t.key, starting(t, now))).collect())
+}
+
+/// A target's state before any check ran: up, as HAProxy starts its servers.
+fn starting(target: &Target, now: SystemTime) -> BackendState {
+    BackendState {
+        service: target.service.clone(),
+        server: target.server.clone(),
+        verdict: Verdict::Up,
+        last: None,
+        since: now,
+        checks: 0,
+        transitions: 0,
+        admin: Admin::Ready,
+    }
 }
 
 /// A pseudo-random fraction of `span`, so checks of many backends do not fire together.
@@ -213,24 +210,30 @@ pub fn carry_over(
     old_targets: &[Target],
     old_board: &HealthBoard,
 ) -> (HealthBoard, usize) {
-    let fresh = initial_board(targets);
-    let mut board = (*fresh).clone();
+    let now = SystemTime::now();
     let mut kept_count = 0;
-    for target in targets {
-        let kept = old_targets
-            .iter()
-            .find(|o| {
-                o.service == target.service
-                    && o.server == target.server
-                    && o.addr == target.addr
-                    && o.check == target.check
-            })
-            .and_then(|o| old_board.get(&o.key));
-        if let Some(state) = kept {
-            board.insert(target.key, state.clone());
-            kept_count += 1;
-        }
-    }
+    let board = targets
+        .iter()
+        .map(|target| {
+            let kept = old_targets
+                .iter()
+                .find(|o| {
+                    o.service == target.service
+                        && o.server == target.server
+                        && o.addr == target.addr
+                        && o.check == target.check
+                })
+                .and_then(|o| old_board.get(&o.key));
+            let state = match kept {
+                Some(state) => {
+                    kept_count += 1;
+                    state.clone()
+                }
+                None => starting(target, now),
+            };
+            (target.key, state)
+        })
+        .collect();
     (Arc::new(board), kept_count)
 }
 

@@ -38,7 +38,7 @@ use super::{
     log::{Entry, format_httplog},
     rewrite::{HeaderRule, Vars},
     tunnel,
-    upstream::{self, PooledBody},
+    upstream::PooledBody,
 };
 use crate::config::{ConnectionMode, ErrorPage};
 
@@ -119,14 +119,13 @@ pub(super) async fn serve_connection<IO>(
             served.store(true, Ordering::Relaxed);
             let in_flight = activity.request();
             async move {
-                let mut response = handle(request, peer, local, f, proxy, tls).await;
+                let mut response = handle(request, peer, local, f, proxy, tls, in_flight).await;
                 if retired && response.version() != hyper::Version::HTTP_2 {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                // The request counts as in flight until its response body is sent.
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight).boxed()))
+                Ok::<_, Infallible>(response)
             }
         })
     };
@@ -357,6 +356,9 @@ struct Progress {
     retries: u32,
     /// Only built when a log line will be written.
     request_line: Option<String>,
+    /// Keeps the request counted as in flight (for the client's keep-alive timer) until the
+    /// response body is done: the progress lives in the body's log record until then.
+    _in_flight: InFlight,
 }
 
 pub(super) fn millis(since: Instant) -> i64 {
@@ -370,9 +372,11 @@ async fn handle(
     f: usize,
     proxy: Arc<Proxy>,
     tls: bool,
+    in_flight: InFlight,
 ) -> Response<Body> {
     let frontend = &proxy.frontends[f];
     let mut progress = Progress {
+        _in_flight: in_flight,
         client,
         accepted: SystemTime::now(),
         started: Instant::now(),
@@ -612,23 +616,11 @@ async fn handle(
         if reuse && let Some(sender) = server.pool.take().await {
             break (sender, true);
         }
-        match upstream::connect(
-            server.spec.addr,
-            backend.spec.timeout_connect,
-            upgrade.is_some(),
-            server.spec.tls.as_deref(),
-            server.spec.h2,
-        )
-        .await
+        match server
+            .connect(backend.spec.timeout_connect, upgrade.is_some(), reuse)
+            .await
         {
-            Ok(sender) => {
-                // An HTTP/2 connection is shared at once: requests arriving meanwhile are
-                // streams on it rather than connections of their own.
-                if reuse && let upstream::Sender::Http2(shared) = &sender {
-                    server.pool.put(upstream::Sender::Http2(shared.clone()));
-                }
-                break (sender, false);
-            }
+            Ok(sender) => break (sender, false),
             Err(error) => {
                 tracing::debug!(?error, server = %server.spec.name, "connect failed");
                 if !attempts.failed(&proxy, b, &mut s, &mut slot, &mut tried, &up, hash_key) {
@@ -779,14 +771,9 @@ async fn handle(
             Ok(Ok(response)) => break Ok(response),
             Ok(Err(mut error)) => match error.take_message() {
                 Some(unsent) if pooled => {
-                    match upstream::connect(
-                        server.spec.addr,
-                        backend.spec.timeout_connect,
-                        false,
-                        server.spec.tls.as_deref(),
-                        server.spec.h2,
-                    )
-                    .await
+                    match server
+                        .connect(backend.spec.timeout_connect, false, reuse)
+                        .await
                     {
                         Ok(fresh) => {
                             sender = fresh;
@@ -1445,42 +1432,6 @@ impl HttpBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.done(true);
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is sent (or
-/// dropped), so the client's keep-alive timer starts only after it.
-struct Tracked {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl Tracked {
-    fn new(inner: Body, in_flight: InFlight) -> Self {
-        Tracked {
-            inner,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

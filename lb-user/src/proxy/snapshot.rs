@@ -21,7 +21,7 @@ use super::{
     cookie::SessionTable,
     counters::{self, Counters},
     log::Logger,
-    upstream::Pool,
+    upstream::{ConnectError, Pool, Sender},
 };
 use crate::{
     config::{BackendSpec, FrontendSpec, LogTarget, ServerSpec},
@@ -45,6 +45,30 @@ pub(super) struct ServerState {
 }
 
 impl ServerState {
+    /// Opens a connection to the server (TLS and HTTP/2 as its settings say); `upgrades`
+    /// keeps it usable as a tunnel. With `share`, an HTTP/2 connection goes into the pool at
+    /// once: requests arriving meanwhile become streams on it instead of connections of
+    /// their own.
+    pub(super) async fn connect(
+        &self,
+        timeout: std::time::Duration,
+        upgrades: bool,
+        share: bool,
+    ) -> Result<Sender, ConnectError> {
+        let sender = super::upstream::connect(
+            self.spec.addr,
+            timeout,
+            upgrades,
+            self.spec.tls.as_deref(),
+            self.spec.h2,
+        )
+        .await?;
+        if share && let Sender::Http2(shared) = &sender {
+            self.pool.put(Sender::Http2(shared.clone()));
+        }
+        Ok(sender)
+    }
+
     /// The weight balancing uses now: during `slowstart` after the server came back up, a
     /// share of the weight growing with the time since (at least 1).
     pub(super) fn current_weight(&self) -> u32 {
