@@ -537,6 +537,12 @@ pub struct ProxyDefaults {
     /// Where access log lines go: `"stdout"` (default), `"none"`, a file path, or
     /// `"syslog:/dev/log"` (a local syslog socket).
     pub log: Option<Spanned<String>>,
+    /// Largest request head in bytes, request line included (HAProxy's `tune.bufsize`
+    /// less its reserve; default 16384, from 8192 to 262144): past it 431.
+    pub max_header_size: Option<Spanned<u32>>,
+    /// Most header fields in a request, HTTP/2 cookie fields each counted (HAProxy's
+    /// `tune.http.maxhdr`; default 100, from 1 to 1000): past it 431.
+    pub max_headers: Option<Spanned<u32>>,
 }
 
 /// One `[[frontend]]` table: where clients connect and which backend serves them.
@@ -585,6 +591,12 @@ pub struct Frontend {
     /// A path answered 200 by the proxy itself, for a load balancer in front of it
     /// (HAProxy's `monitor-uri`).
     pub monitor_uri: Option<Spanned<String>>,
+    /// Largest request head in bytes, request line included (HAProxy's `tune.bufsize`
+    /// less its reserve; default 16384, from 8192 to 262144): past it 431.
+    pub max_header_size: Option<Spanned<u32>>,
+    /// Most header fields in a request, HTTP/2 cookie fields each counted (HAProxy's
+    /// `tune.http.maxhdr`; default 100, from 1 to 1000): past it 431.
+    pub max_headers: Option<Spanned<u32>>,
 }
 
 /// `stick_cookie`: learn an application's session cookie from responses and send later
@@ -700,6 +712,12 @@ pub struct Listen {
     pub log: Option<Spanned<String>>,
     /// A path answered 200 by the proxy itself (HAProxy's `monitor-uri`).
     pub monitor_uri: Option<Spanned<String>>,
+    /// Largest request head in bytes, request line included (HAProxy's `tune.bufsize`
+    /// less its reserve; default 16384, from 8192 to 262144): past it 431.
+    pub max_header_size: Option<Spanned<u32>>,
+    /// Most header fields in a request, HTTP/2 cookie fields each counted (HAProxy's
+    /// `tune.http.maxhdr`; default 100, from 1 to 1000): past it 431.
+    pub max_headers: Option<Spanned<u32>>,
 }
 
 impl Listen {
@@ -726,6 +744,8 @@ impl Listen {
             errorloc: self.errorloc.clone(),
             log: self.log.clone(),
             monitor_uri: self.monitor_uri.clone(),
+            max_header_size: self.max_header_size.clone(),
+            max_headers: self.max_headers.clone(),
         }
     }
 

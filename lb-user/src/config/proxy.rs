@@ -17,6 +17,7 @@ use crate::proxy::{
     acl::{Acl, Condition},
     balance::{Algorithm, HashInput, HashType, parse_balance},
     cookie::CookieSpec,
+    framing::Limits,
     rewrite::HeaderRule,
 };
 
@@ -208,6 +209,8 @@ pub struct FrontendSpec {
     pub log: LogTarget,
     /// Path answered 200 by the proxy itself (`monitor-uri`).
     pub monitor_uri: Option<String>,
+    /// Bounds on request heads.
+    pub limits: Limits,
 }
 
 /// A checked backend.
@@ -418,6 +421,44 @@ fn parse_network(text: &str) -> Option<(std::net::IpAddr, u8)> {
     };
     let max = if addr.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((addr, len))
+}
+
+/// The head limits of a frontend: its own, else `[defaults]`, else HAProxy-like defaults.
+fn limits(frontend: &Frontend, defaults: &ProxyDefaults) -> Result<Limits, Failure> {
+    let fallback = Limits::default();
+    let pick = |own: &Option<Spanned<u32>>,
+                inherited: &Option<Spanned<u32>>,
+                range: std::ops::RangeInclusive<u32>,
+                default: usize|
+     -> Result<usize, Failure> {
+        match own.as_ref().or(inherited.as_ref()) {
+            None => Ok(default),
+            Some(value) if range.contains(value.get_ref()) => Ok(*value.get_ref() as usize),
+            Some(value) => fail(
+                value.span(),
+                format!(
+                    "expected {} to {}, found {}",
+                    range.start(),
+                    range.end(),
+                    value.get_ref()
+                ),
+            ),
+        }
+    };
+    Ok(Limits {
+        max_header_size: pick(
+            &frontend.max_header_size,
+            &defaults.max_header_size,
+            8192..=262_144,
+            fallback.max_header_size,
+        )?,
+        max_headers: pick(
+            &frontend.max_headers,
+            &defaults.max_headers,
+            1..=1000,
+            fallback.max_headers,
+        )?,
+    })
 }
 
 /// A timeout from the section, else `[defaults]`, else `fallback`.
@@ -998,6 +1039,7 @@ fn validate_frontend(
         response_rules: compile_response_rules(&frontend.http_response, &acls)?,
         acls,
         maxconn: frontend.maxconn.or(defaults.maxconn).unwrap_or(0),
+        limits: limits(frontend, defaults)?,
         errorfiles: load_errorfiles(
             &frontend.errorfile,
             &defaults.errorfile,

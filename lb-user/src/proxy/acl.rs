@@ -81,6 +81,17 @@ fn argument(token: &str, prefix: &str) -> Option<String> {
 }
 
 impl Acl {
+    /// The request header this ACL reads, if it reads one.
+    pub fn header(&self) -> Option<&str> {
+        match &self.criterion {
+            Criterion::Hdr(name)
+            | Criterion::HdrBeg(name)
+            | Criterion::HdrEnd(name)
+            | Criterion::HdrDom(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Parses `name criterion [-i] pattern...` (HAProxy's `acl` line without the keyword).
     pub fn parse(line: &str) -> Result<Acl, AclError> {
         let mut words = line.split_whitespace();

@@ -30,6 +30,9 @@ pub struct Counters {
     pub queue_max: AtomicU64,
     /// Requests refused by the proxy itself (400, 408, queue timeout, no server).
     pub denied: AtomicU64,
+    /// Requests the client broke off or spoiled while they were being forwarded (a
+    /// malformed or stalled body: HAProxy's `cli_abrt`); not counted against the server.
+    pub client_aborts: AtomicU64,
 }
 
 impl Counters {
@@ -58,11 +61,11 @@ impl Counters {
     }
 
     /// One line of `show stat`: `name cur max total bytes_in bytes_out 1xx 2xx 3xx 4xx 5xx
-    /// other conn_err retries redisp queue queue_max denied`.
+    /// other conn_err retries redisp queue queue_max denied cli_abrt`.
     pub fn render(&self, name: &str) -> String {
         let r: Vec<u64> = self.responses.iter().map(|a| a.load(Relaxed)).collect();
         format!(
-            "{name:<28} {:>5} {:>5} {:>8} {:>12} {:>12} {:>6} {:>8} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7} {:>6} {:>5} {:>5} {:>6}",
+            "{name:<28} {:>5} {:>5} {:>8} {:>12} {:>12} {:>6} {:>8} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7} {:>6} {:>5} {:>5} {:>6} {:>8}",
             self.current.load(Relaxed),
             self.max.load(Relaxed),
             self.total.load(Relaxed),
@@ -80,12 +83,13 @@ impl Counters {
             self.queued.load(Relaxed),
             self.queue_max.load(Relaxed),
             self.denied.load(Relaxed),
+            self.client_aborts.load(Relaxed),
         )
     }
 }
 
 /// Header of [`Counters::render`] lines.
-pub const HEADER: &str = "name                          cur   max    total     bytes_in    bytes_out    1xx      2xx    3xx    4xx    5xx other conn_er retries redisp queue  qmax denied";
+pub const HEADER: &str = "name                          cur   max    total     bytes_in    bytes_out    1xx      2xx    3xx    4xx    5xx other conn_er retries redisp queue  qmax denied cli_abrt";
 
 /// Decrements a gauge when dropped.
 pub struct Session<'a>(&'a AtomicU64);

@@ -1,313 +1,42 @@
-//! A watch on the bytes an HTTP/1 client sends, for what the HTTP parser (hyper) forgives but
-//! a proxy must refuse: a request carrying both Content-Length and Transfer-Encoding. hyper
-//! lets Transfer-Encoding win and drops Content-Length (RFC 9112 section 6.3 allows that to
-//! a server), but a proxy that forwards such a request can be made to disagree with the
-//! server about where it ends: request smuggling. HAProxy answers 400, and so does lb.
+//! The client stream as the HTTP server (hyper) sees it: every byte a client sends passes
+//! the [`Framer`] first, which alone decides the HTTP/1 framing, and the client's timeouts
+//! run on what it sends and on what it takes.
 //!
-//! The guard follows the message framing of the stream (heads, Content-Length bodies, chunked
-//! bodies), so pipelined requests and bodies that merely contain such text are told apart.
-//! When a head is ambiguous, the guard breaks its final line feed before hyper reads it:
-//! hyper then fails to parse the head and answers 400 itself, before anything is forwarded.
-//! HTTP/2 (a connection preface) and upgraded connections are left alone.
+//! - A refused head (both framings, a bad length or coding, a fragment, too many fields) has
+//!   its final line feed broken before hyper reads it: hyper then answers 400 itself, in
+//!   order after the answers before it, and closes. A head past `max_header_size` is
+//!   delivered as is and hyper answers 431 (its limit is the same). A body that breaks its
+//!   framing is cut where it breaks: hyper sees the body end in an error (the request path
+//!   answers 400) and never the bytes after it.
+//! - After the message of an upgrade request (an `Upgrade` or a CONNECT), the bytes that
+//!   follow are held until the request path says whether the connection switched protocols
+//!   ([`Activity::settle`]): only then are they either tunnel bytes or the next head.
+//! - Timeouts, HAProxy's words: `timeout http_request` for a head, `timeout
+//!   http_keep_alive` between requests, `timeout client` while a body arrives and while a
+//!   write to the client does not progress (a client that stops reading gives its server
+//!   slot back).
+//!
+//! HTTP/2 (a connection preface) and switched connections are not framed; their writes are
+//! still timed.
 
 use std::{
     future::Future as _,
     io,
     pin::Pin,
     sync::{
-        Arc,
-        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::Notify,
+};
 
-/// Longest head the guard collects; a longer one is hyper's to refuse (431).
-const MAX_HEAD: usize = 64 * 1024;
-/// Headers the guard parses; a request with more is refused by hyper as well.
-const MAX_HEADERS: usize = 128;
-/// How HTTP/2 with prior knowledge starts.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
-/// Where in the client's byte stream the guard is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    /// Collecting a request head (bytes so far).
-    Head(Vec<u8>),
-    /// Inside a body of known length: bytes left.
-    Body(u64),
-    /// Inside a chunked body.
-    Chunked(Chunk),
-    /// Not watching any more (HTTP/2, an upgrade, an error hyper will report).
-    Off,
-}
-
-/// Position inside a chunked body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Chunk {
-    /// Reading a chunk-size line (bytes so far).
-    Size(Vec<u8>),
-    /// Inside chunk data: bytes left, then CRLF.
-    Data(u64),
-    /// The CRLF after chunk data: bytes of it seen.
-    DataEnd(u8),
-    /// Trailer lines after the last chunk: bytes of the current line so far.
-    Trailer(Vec<u8>),
-}
-
-/// What the guard found in one head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// A request whose body follows with this framing.
-    Framed(Framing),
-    /// Both Content-Length and Transfer-Encoding: refuse.
-    Ambiguous,
-    /// Let hyper decide (unparseable, an upgrade, CONNECT): stop watching.
-    StopWatching,
-}
-
-/// How a request's body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    None,
-    /// Content-Length bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-}
-
-/// Reads one complete request head.
-pub fn judge(head: &[u8]) -> Verdict {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Verdict::StopWatching,
-    }
-    if request.method == Some("CONNECT") {
-        return Verdict::StopWatching;
-    }
-    let mut length = None;
-    let mut chunked = false;
-    let mut upgrade = false;
-    for header in request.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
-                Some(n) => length = Some(n),
-                None => return Verdict::StopWatching,
-            }
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
-        } else if header.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
-        }
-    }
-    match (length, chunked) {
-        (Some(_), true) => Verdict::Ambiguous,
-        // After an upgrade the bytes are another protocol's.
-        _ if upgrade => Verdict::StopWatching,
-        (None, true) => Verdict::Framed(Framing::Chunked),
-        (Some(n), false) => Verdict::Framed(Framing::Length(n)),
-        (None, false) => Verdict::Framed(Framing::None),
-    }
-}
-
-/// The end of a head in `bytes` (index after the blank line), if there is one.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if *byte == b'\n' {
-            let line = &bytes[line_start..i];
-            if (line.is_empty() || line == b"\r") && line_start > 0 {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-    }
-    None
-}
-
-impl State {
-    /// Follows `bytes` (the client's next bytes). Returns the offset within `bytes` of the
-    /// final line feed of an ambiguous head, if one ended here.
-    fn advance(&mut self, mut bytes: &[u8], heads: &mut u64) -> Option<usize> {
-        let mut offset = 0;
-        while !bytes.is_empty() {
-            let used = match self {
-                State::Off => return None,
-                State::Head(collected) => {
-                    // Leading blank lines before a request are ignored (RFC 9112 2.2).
-                    if collected.is_empty() {
-                        let blank = bytes
-                            .iter()
-                            .take_while(|b| **b == b'\r' || **b == b'\n')
-                            .count();
-                        if blank > 0 {
-                            bytes = &bytes[blank..];
-                            offset += blank;
-                            continue;
-                        }
-                    }
-                    let before = collected.len();
-                    collected.extend_from_slice(bytes);
-                    if collected.starts_with(H2_PREFACE) {
-                        *self = State::Off;
-                        return None;
-                    }
-                    if H2_PREFACE.starts_with(collected) {
-                        // Maybe HTTP/2: wait for the rest of the preface.
-                        return None;
-                    }
-                    match head_end(collected) {
-                        None => {
-                            if collected.len() > MAX_HEAD {
-                                *self = State::Off;
-                            }
-                            return None;
-                        }
-                        Some(end) => {
-                            let used = end - before;
-                            *heads += 1;
-                            let verdict = judge(&collected[..end]);
-                            *self = match verdict {
-                                Verdict::Framed(Framing::None) => State::Head(Vec::new()),
-                                Verdict::Framed(Framing::Length(0)) => State::Head(Vec::new()),
-                                Verdict::Framed(Framing::Length(n)) => State::Body(n),
-                                Verdict::Framed(Framing::Chunked) => {
-                                    State::Chunked(Chunk::Size(Vec::new()))
-                                }
-                                Verdict::Ambiguous => {
-                                    *self = State::Off;
-                                    return Some(offset + used - 1);
-                                }
-                                Verdict::StopWatching => State::Off,
-                            };
-                            used
-                        }
-                    }
-                }
-                State::Body(left) => {
-                    let used = (*left).min(bytes.len() as u64) as usize;
-                    *left -= used as u64;
-                    if *left == 0 {
-                        *self = State::Head(Vec::new());
-                    }
-                    used
-                }
-                State::Chunked(chunk) => match advance_chunk(chunk, bytes) {
-                    ChunkStep::Used(used) => used,
-                    ChunkStep::Done(used) => {
-                        *self = State::Head(Vec::new());
-                        used
-                    }
-                    ChunkStep::Invalid => {
-                        // hyper reports the bad chunk itself.
-                        *self = State::Off;
-                        return None;
-                    }
-                },
-            };
-            bytes = &bytes[used..];
-            offset += used;
-        }
-        None
-    }
-}
-
-/// What one step through a chunked body did.
-enum ChunkStep {
-    /// Consumed this many bytes; the body goes on.
-    Used(usize),
-    /// Consumed this many bytes; the body ended.
-    Done(usize),
-    /// Not a valid chunked body.
-    Invalid,
-}
-
-/// Longest chunk-size or trailer line the guard reads.
-const MAX_LINE: usize = 4096;
-
-/// Adds `bytes` up to the first line feed to `line`: `Ok` with the line feed's offset when
-/// the line is complete, else the step to return (all used, or too long).
-fn collect_line(line: &mut Vec<u8>, bytes: &[u8]) -> Result<usize, ChunkStep> {
-    match bytes.iter().position(|b| *b == b'\n') {
-        Some(newline) => {
-            line.extend_from_slice(&bytes[..newline]);
-            Ok(newline)
-        }
-        None => {
-            line.extend_from_slice(bytes);
-            Err(if line.len() > MAX_LINE {
-                ChunkStep::Invalid
-            } else {
-                ChunkStep::Used(bytes.len())
-            })
-        }
-    }
-}
-
-fn advance_chunk(chunk: &mut Chunk, bytes: &[u8]) -> ChunkStep {
-    match chunk {
-        Chunk::Size(line) => {
-            let newline = match collect_line(line, bytes) {
-                Ok(newline) => newline,
-                Err(step) => return step,
-            };
-            let text = String::from_utf8_lossy(line);
-            let size_text = text.trim_end_matches('\r').split(';').next().unwrap_or("");
-            let Ok(size) = u64::from_str_radix(size_text.trim(), 16) else {
-                return ChunkStep::Invalid;
-            };
-            *chunk = if size == 0 {
-                Chunk::Trailer(Vec::new())
-            } else {
-                Chunk::Data(size)
-            };
-            ChunkStep::Used(newline + 1)
-        }
-        Chunk::Data(left) => {
-            let used = (*left).min(bytes.len() as u64) as usize;
-            *left -= used as u64;
-            if *left == 0 {
-                *chunk = Chunk::DataEnd(0);
-            }
-            ChunkStep::Used(used)
-        }
-        Chunk::DataEnd(seen) => {
-            // CRLF (a bare LF is tolerated, as hyper does).
-            match (bytes[0], *seen) {
-                (b'\r', 0) => {
-                    *seen = 1;
-                    ChunkStep::Used(1)
-                }
-                (b'\n', _) => {
-                    *chunk = Chunk::Size(Vec::new());
-                    ChunkStep::Used(1)
-                }
-                _ => ChunkStep::Invalid,
-            }
-        }
-        Chunk::Trailer(line) => {
-            let newline = match collect_line(line, bytes) {
-                Ok(newline) => newline,
-                Err(step) => return step,
-            };
-            let blank = line.is_empty() || line.as_slice() == b"\r";
-            line.clear();
-            if blank {
-                ChunkStep::Done(newline + 1)
-            } else {
-                ChunkStep::Used(newline + 1)
-            }
-        }
-    }
-}
+use super::framing::{Framer, Limits, Phase, Step};
 
 /// The client-side timeouts of HTTP/1 connections, HAProxy's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,7 +46,8 @@ pub struct ClientTimeouts {
     pub http_request: Duration,
     /// Between requests (nothing in flight), the next must start within this.
     pub http_keep_alive: Duration,
-    /// While a request body is arriving, the client may pause this long at most.
+    /// While a request body is arriving, the client may pause this long at most; a write
+    /// to the client may wait this long at most.
     pub client: Duration,
 }
 
@@ -330,8 +60,19 @@ pub enum Expired {
     Silent,
     /// An idle keep-alive connection (closed quietly).
     KeepAlive,
-    /// A request body stalled.
+    /// A request body stalled, or the client stopped taking its response.
     Client,
+}
+
+/// The answer to an upgrade request the guard holds bytes for.
+#[derive(Debug, Default)]
+struct UpgradeWait {
+    /// The request (numbered from 1 in arrival order) whose answer is awaited.
+    request: Option<u64>,
+    /// Its answer: switched protocols or not.
+    decided: Option<bool>,
+    /// The guard's read, to wake when the answer comes.
+    waker: Option<Waker>,
 }
 
 /// What the connection and the request path share about one client connection.
@@ -340,10 +81,21 @@ pub struct Activity {
     start: Instant,
     /// Requests whose responses are not finished yet.
     in_flight: AtomicUsize,
+    /// Requests handed to the request path so far (numbers them from 1).
+    requests: AtomicU64,
     /// When the last response finished (ms since `start`).
     last_done_ms: AtomicU64,
     /// Which timeout ended the connection (0: none; see [`Expired`]).
     expired: AtomicU8,
+    /// The client spoke HTTP/2.
+    http2: AtomicBool,
+    /// The pending upgrade answer, if the guard holds bytes.
+    upgrade: Mutex<UpgradeWait>,
+    /// Woken when the client turns out to speak HTTP/2.
+    http2_seen: Notify,
+    /// HTTP/2 responses waiting for the client to take their next bytes: each clock holds
+    /// since when (ms since `start`, plus one; 0 while not waiting on the client).
+    stalls: Mutex<Vec<Weak<AtomicU64>>>,
 }
 
 impl Default for Activity {
@@ -351,8 +103,13 @@ impl Default for Activity {
         Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             last_done_ms: AtomicU64::new(0),
             expired: AtomicU8::new(0),
+            http2: AtomicBool::new(false),
+            upgrade: Mutex::new(UpgradeWait::default()),
+            http2_seen: Notify::new(),
+            stalls: Mutex::new(Vec::new()),
         }
     }
 }
@@ -361,7 +118,11 @@ impl Activity {
     /// Marks a request in flight until the returned guard is dropped (its response done).
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        InFlight {
+            activity: self.clone(),
+            number,
+        }
     }
 
     /// Which timeout ended the connection, if one did.
@@ -375,7 +136,8 @@ impl Activity {
         }
     }
 
-    fn set_expired(&self, expired: Expired) {
+    /// Records which timeout ends the connection.
+    pub fn set_expired(&self, expired: Expired) {
         let code = match expired {
             Expired::HttpRequest => 1,
             Expired::Silent => 2,
@@ -384,41 +146,152 @@ impl Activity {
         };
         self.expired.store(code, Ordering::Relaxed);
     }
+
+    /// Whether the client speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the client has spoken HTTP/2 (never for HTTP/1).
+    pub async fn http2(&self) {
+        if !self.is_http2() {
+            self.http2_seen.notified().await;
+        }
+    }
+
+    /// A clock for one response: [`StallClock::waiting`] when it waits for the client to take
+    /// its next bytes, [`StallClock::not_waiting`] otherwise. Starts waiting.
+    pub fn stall_clock(self: &Arc<Self>) -> StallClock {
+        let clock = Arc::new(AtomicU64::new(self.now_mark()));
+        if let Ok(mut stalls) = self.stalls.lock() {
+            stalls.retain(|c| c.strong_count() > 0);
+            stalls.push(Arc::downgrade(&clock));
+        }
+        StallClock {
+            activity: self.clone(),
+            since: clock,
+        }
+    }
+
+    /// Since when the response that has waited longest for the client has been waiting.
+    pub fn oldest_stall(&self) -> Option<Instant> {
+        let stalls = self.stalls.lock().ok()?;
+        stalls
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|c| c.load(Ordering::Relaxed))
+            .filter(|mark| *mark > 0)
+            .min()
+            .map(|mark| self.start + Duration::from_millis(mark - 1))
+    }
+
+    fn now_mark(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Responses not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When the connection was last busy: the later of its start and the end of its last
+    /// response.
+    pub fn idle_since(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed))
+    }
+
+    /// The request path's answer to request `number`: whether the connection switched
+    /// protocols after it. Releases the bytes the guard holds if it waits for that answer.
+    pub fn settle(&self, number: u64, upgraded: bool) {
+        let Ok(mut wait) = self.upgrade.lock() else {
+            return;
+        };
+        if wait.request == Some(number) {
+            wait.decided = Some(upgraded);
+            if let Some(waker) = wait.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The guard holds bytes after request `number`.
+    fn hold_for(&self, number: u64) {
+        if let Ok(mut wait) = self.upgrade.lock() {
+            *wait = UpgradeWait {
+                request: Some(number),
+                decided: None,
+                waker: None,
+            };
+        }
+    }
+
+    /// The answer the guard waits for, or `None` (then `cx` is woken when it comes).
+    fn poll_decision(&self, cx: &Context<'_>) -> Option<bool> {
+        let mut wait = self.upgrade.lock().ok()?;
+        match wait.decided {
+            Some(upgraded) => {
+                *wait = UpgradeWait::default();
+                Some(upgraded)
+            }
+            None => {
+                wait.waker = Some(cx.waker().clone());
+                None
+            }
+        }
+    }
+}
+
+/// Whether one HTTP/2 response waits for its client (see [`Activity::stall_clock`]).
+#[derive(Debug)]
+pub struct StallClock {
+    activity: Arc<Activity>,
+    since: Arc<AtomicU64>,
+}
+
+impl StallClock {
+    /// The response handed bytes on and waits for the client to take more.
+    pub fn waiting(&self) {
+        self.since
+            .store(self.activity.now_mark(), Ordering::Relaxed);
+    }
+
+    /// The response waits for its server, or is done.
+    pub fn not_waiting(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
 }
 
 /// A request in flight; dropping it marks its response done.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    /// The request's number on its connection (from 1).
+    number: u64,
+}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let ms = self.0.start.elapsed().as_millis() as u64;
-        self.0.last_done_ms.store(ms, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+impl InFlight {
+    /// The request's number on its connection, from 1.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The connection the request came on.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// The connection the request came on, shared.
+    pub fn activity_arc(&self) -> &Arc<Activity> {
+        &self.activity
     }
 }
 
-/// Where the client is, for its timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for the first byte of a head.
-    BetweenRequests,
-    /// Inside a head.
-    InHead,
-    /// Inside a body.
-    InBody,
-    /// Not watched (HTTP/2, upgraded).
-    Unwatched,
-}
-
-impl State {
-    fn phase(&self) -> Phase {
-        match self {
-            State::Head(collected) if collected.is_empty() => Phase::BetweenRequests,
-            State::Head(_) => Phase::InHead,
-            State::Body(_) | State::Chunked(_) => Phase::InBody,
-            State::Off => Phase::Unwatched,
-        }
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.activity;
+        let ms = activity.start.elapsed().as_millis() as u64;
+        activity.last_done_ms.store(ms, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -470,34 +343,56 @@ const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Time-out\r\nContent-Length
 Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n\
 <html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n";
 
-/// A client stream with the guard on its reads.
+/// Where the guard's reads stand besides the framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Reads pass (through the framer).
+    Open,
+    /// Bytes after an upgrade request wait for its answer.
+    Holding,
+    /// The client's bytes were refused: the next read fails.
+    Refused,
+}
+
+/// A client stream with the guard on its reads and writes.
 pub struct HeadGuard<IO> {
     inner: IO,
-    state: State,
+    framer: Framer,
+    reading: Reading,
+    /// Bytes read but not yet handed on (held after an upgrade request).
+    held: Vec<u8>,
     timeouts: ClientTimeouts,
     activity: Arc<Activity>,
     timer: Pin<Box<tokio::time::Sleep>>,
-    requests: u64,
     marks: Marks,
+    /// Since when a write to the client has been waiting, and its deadline.
+    write_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<IO> HeadGuard<IO> {
-    /// Watches `inner`, which starts with a request head, with `timeouts`; `activity` is
-    /// shared with the request path.
-    pub fn new(inner: IO, timeouts: ClientTimeouts, activity: Arc<Activity>) -> Self {
+    /// Watches `inner`, which starts with a request head or the HTTP/2 preface, with
+    /// `timeouts` and head `limits`; `activity` is shared with the request path.
+    pub fn new(
+        inner: IO,
+        timeouts: ClientTimeouts,
+        limits: Limits,
+        activity: Arc<Activity>,
+    ) -> Self {
         let now = Instant::now();
         HeadGuard {
             inner,
-            state: State::Head(Vec::new()),
+            framer: Framer::new(limits),
+            reading: Reading::Open,
+            held: Vec::new(),
             timeouts,
             activity,
             timer: Box::pin(tokio::time::sleep_until(now.into())),
-            requests: 0,
             marks: Marks {
                 accepted: now,
                 head_started: now,
                 last_byte: now,
             },
+            write_timer: None,
         }
     }
 }
@@ -507,15 +402,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> HeadGuard<IO> {
     /// has passed, ends the connection as that timeout says.
     fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let activity = &self.activity;
-        let last_done =
-            activity.start + Duration::from_millis(activity.last_done_ms.load(Ordering::Relaxed));
         let Some((at, expired)) = deadline(
-            self.state.phase(),
+            self.framer.phase(),
             &self.timeouts,
-            activity.in_flight.load(Ordering::Relaxed) > 0,
-            self.requests,
+            activity.in_flight() > 0,
+            self.framer.heads(),
             self.marks,
-            last_done,
+            activity.idle_since(),
         ) else {
             return Poll::Pending;
         };
@@ -527,7 +420,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> HeadGuard<IO> {
             return Poll::Pending;
         }
         self.activity.set_expired(expired);
-        self.state = State::Off;
+        self.reading = Reading::Refused;
         match expired {
             Expired::HttpRequest => {
                 // Best effort, as HAProxy does: the answer fits any socket buffer.
@@ -545,6 +438,54 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> HeadGuard<IO> {
             ))),
         }
     }
+
+    /// Frames the bytes `buf` got from `before` on; cuts, breaks or holds them as the
+    /// framer says.
+    fn frame(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> Poll<io::Result<()>> {
+        let end = buf.filled().len();
+        if self.framer.is_off() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.framer.advance(&buf.filled()[before..end]) {
+            Step::Continue => {}
+            Step::TooLong => {
+                // hyper's buffer holds at least as much: it answers 431 without reading on.
+                self.reading = Reading::Refused;
+            }
+            Step::Http2 => {
+                self.activity.http2.store(true, Ordering::Relaxed);
+                self.activity.http2_seen.notify_one();
+            }
+            Step::RefuseHead { final_lf, why } => {
+                tracing::debug!(?why, "request head refused");
+                // A NUL where the head's final line feed was: no parser takes that for the
+                // end of a head, so hyper refuses the request with 400.
+                buf.filled_mut()[before + final_lf] = 0;
+                self.reading = Reading::Refused;
+            }
+            Step::RefuseBody { at, why } => {
+                tracing::debug!(?why, "request body refused");
+                buf.set_filled(before + at);
+                self.reading = Reading::Refused;
+                if at == 0 {
+                    return Poll::Ready(Err(refused()));
+                }
+            }
+            Step::Hold { at } => {
+                let mut held = buf.filled()[before + at..end].to_vec();
+                held.append(&mut self.held);
+                self.held = held;
+                buf.set_filled(before + at);
+                self.reading = Reading::Holding;
+                self.activity.hold_for(self.framer.heads());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn refused() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "request framing refused")
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
@@ -553,33 +494,67 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match this.reading {
+            Reading::Refused => return Poll::Ready(Err(refused())),
+            Reading::Holding => match this.activity.poll_decision(cx) {
+                None => return Poll::Pending,
+                Some(upgraded) => {
+                    this.framer.decided(upgraded);
+                    this.reading = Reading::Open;
+                }
+            },
+            Reading::Open => {}
+        }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match polled {
-            Poll::Ready(Ok(())) if self.state != State::Off => {
-                let fresh_end = buf.filled().len();
-                if fresh_end > before {
+        if !this.held.is_empty() {
+            let n = this.held.len().min(buf.remaining());
+            buf.put_slice(&this.held[..n]);
+            this.held.drain(..n);
+            return this.frame(buf, before);
+        }
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
                     let now = Instant::now();
-                    if self.state.phase() == Phase::BetweenRequests {
-                        self.marks.head_started = now;
+                    if this.framer.phase() == Phase::BetweenRequests {
+                        this.marks.head_started = now;
                     }
-                    self.marks.last_byte = now;
+                    this.marks.last_byte = now;
                 }
-                let ambiguous = {
-                    let this = &mut *self;
-                    let fresh = &buf.filled()[before..fresh_end];
-                    this.state.advance(fresh, &mut this.requests)
-                };
-                if let Some(at) = ambiguous {
-                    // A NUL where the head's final line feed was: no parser takes that for
-                    // the end of a head, so hyper refuses the request with 400.
-                    buf.filled_mut()[before + at] = 0;
-                }
-                Poll::Ready(Ok(()))
+                this.frame(buf, before)
             }
-            Poll::Pending => self.poll_timeout(cx),
+            Poll::Pending => this.poll_timeout(cx),
             other => other,
         }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> HeadGuard<IO> {
+    /// Times a write that could not proceed: past `timeout client` without progress, the
+    /// client is taken for gone.
+    fn poll_write_stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.write_timer = None;
+            return polled;
+        }
+        let client = self.timeouts.client;
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(client)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.write_timer = None;
+        self.activity.set_expired(Expired::Client);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "timeout client (the client does not read)",
+        )))
     }
 }
 
@@ -589,11 +564,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HeadGuard<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.poll_write_stalled(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.poll_write_stalled(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -605,7 +582,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HeadGuard<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.poll_write_stalled(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -616,58 +594,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HeadGuard<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Feeds `stream` in pieces of `step` bytes; returns the offsets of broken heads.
-    fn feed(stream: &[u8], step: usize) -> Vec<usize> {
-        let mut state = State::Head(Vec::new());
-        let mut found = Vec::new();
-        let mut heads = 0;
-        for (i, piece) in stream.chunks(step).enumerate() {
-            if let Some(at) = state.advance(piece, &mut heads) {
-                found.push(i * step + at);
-            }
-        }
-        found
-    }
-
-    #[test]
-    fn both_framings_are_caught_in_either_order_and_at_any_read_size() {
-        for raw in [
-            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
-            &b"POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n"[..],
-        ] {
-            let end = head_end(raw).expect("a head");
-            for step in [1, 2, 7, raw.len()] {
-                assert_eq!(feed(raw, step), vec![end - 1], "read size {step}");
-            }
-        }
-    }
-
-    #[test]
-    fn bodies_and_pipelined_requests_are_followed() {
-        // A Content-Length body that merely contains such headers, then a chunked request
-        // with a trailer, then a GET: nothing to refuse.
-        let body = b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let mut stream = format!(
-            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        stream.extend_from_slice(body);
-        stream.extend_from_slice(
-            b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
-              5;ext=1\r\nhello\r\n0\r\nX-Trailer: Content-Length: 3\r\n\r\n\
-              GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
-        );
-        for step in [1, 3, stream.len()] {
-            assert!(feed(&stream, step).is_empty(), "read size {step}");
-        }
-        // The same, followed by an ambiguous request: caught at its own head's end.
-        let good = stream.len();
-        let bad = b"POST /d HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
-        stream.extend_from_slice(bad);
-        assert_eq!(feed(&stream, 5), vec![good + bad.len() - 1]);
-    }
 
     #[test]
     fn each_phase_has_its_timeout() {
@@ -715,20 +641,22 @@ mod tests {
     }
 
     #[test]
-    fn http2_upgrades_and_connect_are_left_alone() {
-        let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12Content-Length: 1\r\nTransfer-Encoding: x\r\n\r\n";
-        assert!(feed(h2, 4).is_empty());
-        let upgrade =
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
-                        POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(feed(upgrade, 9).is_empty(), "tunnel bytes are not requests");
-        assert_eq!(
-            judge(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"),
-            Verdict::StopWatching
-        );
-        assert_eq!(
-            judge(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Verdict::Framed(Framing::None)
-        );
+    fn an_answer_releases_only_the_request_it_is_for() {
+        let activity = Arc::new(Activity::default());
+        let first = activity.request();
+        let second = activity.request();
+        assert_eq!((first.number(), second.number()), (1, 2));
+        activity.hold_for(2);
+        let waker = futures_waker();
+        let cx = Context::from_waker(&waker);
+        // The first request's answer is not the one held for.
+        activity.settle(1, false);
+        assert_eq!(activity.poll_decision(&cx), None);
+        activity.settle(2, true);
+        assert_eq!(activity.poll_decision(&cx), Some(true));
+    }
+
+    fn futures_waker() -> Waker {
+        Waker::noop().clone()
     }
 }

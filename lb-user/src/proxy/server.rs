@@ -34,9 +34,10 @@ use super::{
     acl::{RequestView, in_network, query_params},
     balance::{Candidate, HashInput, Key},
     cookie::{self, CookieMode},
-    head_guard::{Activity, ClientTimeouts, Expired, HeadGuard, InFlight},
+    head_guard::{Activity, ClientTimeouts, Expired, HeadGuard, InFlight, StallClock},
     log::{Entry, format_httplog},
     rewrite::{HeaderRule, Vars},
+    screen::screen,
     tunnel,
     upstream::PooledBody,
 };
@@ -55,8 +56,6 @@ const H2_MAX_STREAMS: u32 = 100;
 const H2_MAX_PENDING_RESETS: usize = 20;
 /// Streams the proxy may reset for a client's protocol errors before closing its connection.
 const H2_MAX_LOCAL_RESETS: usize = 256;
-/// Largest header list a client may send (the CONTINUATION flood bound), bytes.
-const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 /// Largest send buffer per stream, bytes.
 const H2_MAX_SEND_BUFFER: usize = 256 * 1024;
 
@@ -102,7 +101,8 @@ pub(super) async fn serve_connection<IO>(
         http_keep_alive: spec.timeout_http_keep_alive,
         client: spec.timeout_client,
     };
-    let stream = HeadGuard::new(stream, timeouts, activity.clone());
+    let limits = spec.limits;
+    let stream = HeadGuard::new(stream, timeouts, limits, activity.clone());
     let keep_alive = spec.options.connection != ConnectionMode::Close;
     // hyper's own limit is only a backstop: the guard's timeouts come first.
     let header_timeout = spec.timeout_http_request.max(spec.timeout_http_keep_alive)
@@ -114,12 +114,20 @@ pub(super) async fn serve_connection<IO>(
         let proxy = proxy.clone();
         let served = served.clone();
         let activity = activity.clone();
-        service_fn(move |request| {
+        service_fn(move |request: Request<Incoming>| {
             let (proxy, f, retired) = newest(&current, &proxy, f);
             served.store(true, Ordering::Relaxed);
             let in_flight = activity.request();
+            // The guard holds the bytes after a request that may switch protocols until it
+            // knows whether it did.
+            let upgrade_asked = (request.method() == hyper::Method::CONNECT
+                || request.headers().contains_key(header::UPGRADE))
+            .then(|| (activity.clone(), in_flight.number()));
             async move {
                 let mut response = handle(request, peer, local, f, proxy, tls, in_flight).await;
+                if let Some((activity, number)) = upgrade_asked {
+                    activity.settle(number, response.status() == StatusCode::SWITCHING_PROTOCOLS);
+                }
                 if retired && response.version() != hyper::Version::HTTP_2 {
                     response
                         .headers_mut()
@@ -147,11 +155,17 @@ pub(super) async fn serve_connection<IO>(
         // TLS binds (ALPN h2) and `proto h2` binds speak HTTP/2 too: the builder reads the
         // preface to tell.
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // hyper's buffer is the head limit here (the auto builder has no max_header_size):
+        // a longer head fills it and is answered 431.
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .keep_alive(keep_alive);
+            .keep_alive(keep_alive)
+            .max_buf_size(limits.max_header_size.max(8192));
+        if limits.max_headers != DEFAULT_MAX_HEADERS {
+            builder.http1().max_headers(limits.max_headers);
+        }
         // Bounds on what one client can make the proxy hold: streams, resets (rapid reset),
         // header lists (CONTINUATION floods), send buffers.
         builder
@@ -160,23 +174,74 @@ pub(super) async fn serve_connection<IO>(
             .max_concurrent_streams(H2_MAX_STREAMS)
             .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
             .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
-            .max_header_list_size(H2_MAX_HEADER_LIST)
+            .max_header_list_size(limits.max_header_size as u32)
             .max_send_buf_size(H2_MAX_SEND_BUFFER);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let result = until_retired(connection, &mut retired).await;
-        connection_result(result, &activity, ended);
+        let watch = watch_http2(&activity, timeouts);
+        if let Some(result) = until_retired(connection, &mut retired, watch).await {
+            connection_result(result, &activity, ended);
+        }
         return;
     }
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(keep_alive)
+        .max_header_size(limits.max_header_size);
+    if limits.max_headers != DEFAULT_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    let result = until_retired(connection, &mut retired)
-        .await
-        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-    connection_result(result, &activity, ended);
+    let never = std::future::pending::<Http2End>();
+    if let Some(result) = until_retired(connection, &mut retired, never).await {
+        let result = result.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+        connection_result(result, &activity, ended);
+    }
+}
+
+/// hyper's own header count limit when none is set (held on the stack, where a configured
+/// one is allocated per request).
+const DEFAULT_MAX_HEADERS: usize = 100;
+
+/// Why an HTTP/2 connection is ended by the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Http2End {
+    /// No stream for `timeout http_keep_alive`: GOAWAY, as HAProxy and nginx send.
+    Idle,
+    /// A response waited `timeout client` for the client to take its bytes (a zero window):
+    /// the connection goes, and with it the server slots its streams held.
+    Stalled,
+}
+
+/// Watches an HTTP/2 client connection (resolves never for HTTP/1): when it has been idle
+/// for `timeout http_keep_alive`, or a response has waited for the client `timeout client`.
+async fn watch_http2(activity: &Activity, timeouts: ClientTimeouts) -> Http2End {
+    activity.http2().await;
+    let period = (timeouts.client.min(timeouts.http_keep_alive) / 4).clamp(
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(1),
+    );
+    loop {
+        let now = Instant::now();
+        if activity.in_flight() == 0 {
+            let deadline = activity.idle_since() + timeouts.http_keep_alive;
+            if now >= deadline {
+                return Http2End::Idle;
+            }
+            tokio::time::sleep_until(deadline.min(now + period).into()).await;
+            continue;
+        }
+        if let Some(since) = activity.oldest_stall()
+            && now >= since + timeouts.client
+        {
+            activity.set_expired(Expired::Client);
+            return Http2End::Stalled;
+        }
+        tokio::time::sleep(period).await;
+    }
 }
 
 /// A client connection hyper serves, which can be asked to finish what is in flight and
@@ -216,18 +281,29 @@ where
 }
 
 /// Runs `connection` to its end; when a reload retires the frontend first, it finishes
-/// what is in flight and closes.
+/// what is in flight and closes. When `watch` ends an HTTP/2 connection: an idle one gets
+/// GOAWAY and a second to close; a stalled one is dropped at once (then `None`).
 async fn until_retired<C: GracefulConnection>(
     connection: C,
     retired: &mut watch::Receiver<bool>,
-) -> C::Output {
+    watch: impl std::future::Future<Output = Http2End>,
+) -> Option<C::Output> {
     tokio::pin!(connection);
     tokio::select! {
-        result = connection.as_mut() => result,
+        result = connection.as_mut() => Some(result),
         () = retirement(retired) => {
             connection.as_mut().shut_down_gracefully();
-            connection.await
+            Some(connection.await)
         }
+        end = watch => match end {
+            Http2End::Idle => {
+                connection.as_mut().shut_down_gracefully();
+                tokio::time::timeout(std::time::Duration::from_secs(1), connection)
+                    .await
+                    .ok()
+            }
+            Http2End::Stalled => None,
+        },
     }
 }
 
@@ -396,35 +472,32 @@ async fn handle(
             )
         }),
     };
-    if let Some(status) = smuggling_risk(request.headers()) {
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (mut parts, incoming) = request.into_parts();
+    // Refusals before anything else looks at the request; the one Host from here on.
+    if let Err(refused) = screen(&mut parts, &frontend.spec.limits) {
+        tracing::debug!(why = refused.why, %client, "request refused");
         frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
         progress.termination = *b"PR--";
-        return finish_local(&proxy, f, None, status, progress);
+        return finish_local(&proxy, f, None, refused.status, progress);
     }
     // `monitor-uri`: the proxy answers for itself; not forwarded, not logged as traffic.
     if frontend
         .spec
         .monitor_uri
         .as_deref()
-        .is_some_and(|uri| uri == request.uri().path())
+        .is_some_and(|uri| uri == parts.uri.path())
     {
         frontend.counters.response(200);
         return builtin_page(StatusCode::OK);
     }
-    let client_upgrade = hyper::upgrade::on(&mut request);
-    let (mut parts, incoming) = request.into_parts();
-    // HTTP/2 carries the host as `:authority`: rules, ACLs and HTTP/1.1 servers want Host.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
-        parts.headers.insert(header::HOST, host);
-    }
     let h2 = parts.version == hyper::Version::HTTP_2;
     // A chunked body's first chunk is read before anything is forwarded, so a bad chunk
     // size gets its 400 here instead of a request head half-sent to a server.
+    let body = ClientBody::new(incoming);
+    let body_failed = body.failed.clone();
     let body = if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        match Prepended::read_first(incoming).await {
+        match body.read_first().await {
             Ok(body) => body.boxed(),
             Err(_) => {
                 frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
@@ -433,7 +506,7 @@ async fn handle(
             }
         }
     } else {
-        incoming.boxed()
+        body.boxed()
     };
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
@@ -647,7 +720,7 @@ async fn handle(
     let _server_session = server.counters.enter();
 
     // The request as the server gets it.
-    strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers, &frontend.kept_headers);
     if let Some(protocol) = &upgrade {
         parts.headers.insert(header::UPGRADE, protocol.clone());
         parts
@@ -755,7 +828,19 @@ async fn handle(
             parts.uri = path_and_query.into();
         }
         parts.version = hyper::Version::HTTP_11;
+        // hyper sends no body of unknown length on GET and HEAD unless told to chunk it;
+        // a body the client sent is part of the message and goes too.
+        if matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD)
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && !body.is_end_stream()
+        {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
     }
+    let websocket_key = parts.headers.contains_key(header::SEC_WEBSOCKET_KEY);
     let mut request = Request::from_parts(parts, body);
 
     // Send; a pooled connection the server closed meanwhile gives the request back unsent,
@@ -783,6 +868,17 @@ async fn handle(
                         Err(_) => break Err((StatusCode::SERVICE_UNAVAILABLE, *b"SC--")),
                     }
                 }
+                // The client's body broke (malformed, or stalled past `timeout client`):
+                // the client's fault, not the server's (HAProxy's CH-- and cD--).
+                _ if body_failed.load(Ordering::Relaxed) => {
+                    break Err(
+                        if progress._in_flight.activity().expired() == Some(Expired::Client) {
+                            (StatusCode::REQUEST_TIMEOUT, *b"cD--")
+                        } else {
+                            (StatusCode::BAD_REQUEST, *b"CH--")
+                        },
+                    );
+                }
                 _ => break Err((StatusCode::BAD_GATEWAY, *b"SH--")),
             },
             Err(_) => break Err((StatusCode::GATEWAY_TIMEOUT, *b"sH--")),
@@ -793,12 +889,40 @@ async fn handle(
         Err((status, termination)) => {
             progress.termination[0] = termination[0];
             progress.termination[1] = termination[1];
-            server.counters.response(status.as_u16());
+            if termination[0].eq_ignore_ascii_case(&b'c') {
+                server
+                    .counters
+                    .client_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .client_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                server.counters.response(status.as_u16());
+            }
             drop(slot);
             return finish_local(&proxy, f, Some(b), status, progress);
         }
     };
     progress.t_response = millis(response_started);
+    // A response whose framing could be read two ways (RFC 9112 section 6.3: handled as an
+    // error), or a WebSocket handshake the server did not complete (RFC 6455 section 4.1):
+    // nothing of it reaches the client, and the connection is not reused.
+    let both_framings = response.headers().contains_key(header::TRANSFER_ENCODING)
+        && response.headers().contains_key(header::CONTENT_LENGTH);
+    let half_handshake = response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && websocket_key
+        && !response
+            .headers()
+            .contains_key(header::SEC_WEBSOCKET_ACCEPT);
+    if both_framings || half_handshake {
+        progress.termination[0] = b'S';
+        progress.termination[1] = b'H';
+        server.counters.response(502);
+        drop(slot);
+        return finish_local(&proxy, f, Some(b), StatusCode::BAD_GATEWAY, progress);
+    }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
         let server_upgrade = hyper::upgrade::on(&mut response);
@@ -825,7 +949,7 @@ async fn handle(
     }
 
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers, &[]);
     if let Some(spec) = &backend.spec.cookie {
         match spec.mode {
             CookieMode::Insert => {
@@ -914,33 +1038,6 @@ async fn handle(
     )
 }
 
-/// Requests whose framing could be read two ways are refused before anything is forwarded
-/// (RFC 9112 section 6.3: a proxy must not forward both; HAProxy answers 400).
-fn smuggling_risk(headers: &HeaderMap) -> Option<StatusCode> {
-    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    if has_te && !lengths.is_empty() {
-        return Some(StatusCode::BAD_REQUEST);
-    }
-    if lengths.windows(2).any(|w| w[0] != w[1]) {
-        return Some(StatusCode::BAD_REQUEST);
-    }
-    if has_te {
-        // Only `chunked`, last, is a framing this proxy and every server agree on.
-        let codings: Vec<String> = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|c| c.trim().to_ascii_lowercase())
-            .collect();
-        if codings.last().map(String::as_str) != Some("chunked") {
-            return Some(StatusCode::BAD_REQUEST);
-        }
-    }
-    None
-}
-
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -955,14 +1052,16 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Removes hop-by-hop headers, those named in `Connection` included.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers, those named in `Connection` included except the `kept` ones
+/// (what the proxy routed on or sets: a client cannot take them from the server).
+fn strip_hop_by_hop(headers: &mut HeaderMap, kept: &[HeaderName]) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !kept.contains(name))
         .collect();
     for name in named {
         headers.remove(name);
@@ -1248,6 +1347,15 @@ fn builtin_page(status: StatusCode) -> Response<Body> {
         400 => {
             "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"
         }
+        403 => {
+            "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n"
+        }
+        405 => {
+            "<html><body><h1>405 Method Not Allowed</h1>\nA request method is not allowed for this resource.\n</body></html>\n"
+        }
+        431 => {
+            "<html><body><h1>431 Request Header Fields Too Large</h1>\nYour browser sent a request whose header fields are too large.\n</body></html>\n"
+        }
         408 => {
             "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"
         }
@@ -1295,9 +1403,14 @@ fn finish(
         }
     }
     let (parts, body) = response.into_parts();
+    // HTTP/2 flow control can stall one stream while the connection is busy: its clock
+    // tells the connection's watch how long the client has not taken this response.
+    let activity = progress._in_flight.activity_arc();
+    let clock = activity.is_http2().then(|| activity.stall_clock());
     let body = LoggedBody {
         inner: body,
         bytes: 0,
+        clock,
         record: Some(Record {
             proxy: proxy.clone(),
             f,
@@ -1328,6 +1441,8 @@ struct Record {
 struct LoggedBody {
     inner: Body,
     bytes: u64,
+    /// HTTP/2 only: whether the response waits for the client.
+    clock: Option<StallClock>,
     record: Option<Record>,
 }
 
@@ -1355,8 +1470,14 @@ impl LoggedBody {
                     .fetch_add(self.bytes, Ordering::Relaxed);
             }
         }
+        if let Some(clock) = &self.clock {
+            clock.not_waiting();
+        }
         if aborted && record.progress.termination[0] == b'-' {
-            record.progress.termination[0] = b'C';
+            // The client went away, or stopped taking the response past `timeout client`.
+            let timed_out =
+                record.progress._in_flight.activity().expired() == Some(Expired::Client);
+            record.progress.termination[0] = if timed_out { b'c' } else { b'C' };
             record.progress.termination[1] = b'D';
         }
         if frontend.logger.is_off() {
@@ -1398,6 +1519,12 @@ impl HttpBody for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(clock) = &self.clock {
+            match &polled {
+                Poll::Ready(Some(Ok(_))) => clock.waiting(),
+                _ => clock.not_waiting(),
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -1435,21 +1562,33 @@ impl Drop for LoggedBody {
     }
 }
 
-/// A request body whose first frame was read ahead (to check it) and is given back first.
-struct Prepended {
+/// The client's request body as it goes to the server: notes when it breaks (so the
+/// failure is the client's, not the server's), and may have its first frame read ahead (to
+/// check it) and given back first.
+struct ClientBody {
     first: Option<Frame<Bytes>>,
     rest: Incoming,
+    /// Set when the client's body ended in an error.
+    failed: Arc<AtomicBool>,
 }
 
-impl Prepended {
-    /// Reads the first frame of `body`; an error means the body is malformed.
-    async fn read_first(mut body: Incoming) -> Result<Prepended, hyper::Error> {
-        let first = body.frame().await.transpose()?;
-        Ok(Prepended { first, rest: body })
+impl ClientBody {
+    fn new(body: Incoming) -> ClientBody {
+        ClientBody {
+            first: None,
+            rest: body,
+            failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Reads the first frame; an error means the body is malformed.
+    async fn read_first(mut self) -> Result<ClientBody, hyper::Error> {
+        self.first = self.rest.frame().await.transpose()?;
+        Ok(self)
     }
 }
 
-impl HttpBody for Prepended {
+impl HttpBody for ClientBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -1460,10 +1599,21 @@ impl HttpBody for Prepended {
         if let Some(frame) = self.first.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
-        Pin::new(&mut self.rest).poll_frame(cx)
+        let polled = Pin::new(&mut self.rest).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
         self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.first {
+            None => self.rest.size_hint(),
+            Some(_) => SizeHint::default(),
+        }
     }
 }

@@ -118,6 +118,10 @@ pub(super) struct FrontendState {
     pub(super) uses_acls: bool,
     /// Some header rule may read the request as received.
     pub(super) uses_vars: bool,
+    /// Request headers the proxy routes, persists or hashes on, or sets itself: a client's
+    /// `Connection` option cannot remove them (RFC 9110 section 7.6.1 lets it remove the
+    /// others).
+    pub(super) kept_headers: Vec<hyper::header::HeaderName>,
     pub(super) counters: Arc<Counters>,
     pub(super) logger: Logger,
     /// Connections past `maxconn` wait in the kernel's accept queue for one of these.
@@ -127,6 +131,38 @@ pub(super) struct FrontendState {
     /// Set when a reload removes this frontend: its connections finish what is in flight and
     /// close.
     pub(super) retired: watch::Sender<bool>,
+}
+
+/// The request headers a client may not drop through `Connection` for frontend `spec`: Host
+/// and the framing fields, Cookie, what ACLs and hashes of it and of any backend read, and
+/// the forwardfor header.
+fn kept_headers(spec: &FrontendSpec, backends: &[BackendState]) -> Vec<hyper::header::HeaderName> {
+    use hyper::header::{self, HeaderName};
+    let mut kept = vec![
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::COOKIE,
+    ];
+    let acls = spec
+        .acls
+        .iter()
+        .chain(backends.iter().flat_map(|b| b.spec.acls.iter()));
+    kept.extend(
+        acls.filter_map(|acl| acl.header())
+            .filter_map(|name| HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()),
+    );
+    for backend in backends {
+        if let super::balance::HashInput::Header(name) = &backend.spec.hash_input {
+            kept.push(name.clone());
+        }
+    }
+    if let Some(forwardfor) = &spec.options.forwardfor {
+        kept.push(forwardfor.header.clone());
+    }
+    kept.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    kept.dedup();
+    kept
 }
 
 /// The running proxy: every frontend and backend, for the request path and `show stat`.
@@ -184,6 +220,7 @@ impl Proxy {
                 || backends
                     .iter()
                     .any(|b| !b.spec.request_rules.is_empty() || !b.spec.response_rules.is_empty());
+            let kept_headers = kept_headers(&spec, &backends);
             for (i, bind) in spec.bind.iter().enumerate() {
                 binds.insert(bind.addr, (f, i));
             }
@@ -195,6 +232,7 @@ impl Proxy {
             states.push(FrontendState {
                 uses_acls,
                 uses_vars,
+                kept_headers,
                 counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
                 acceptors: spec
                     .bind
