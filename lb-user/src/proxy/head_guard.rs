@@ -370,15 +370,17 @@ pub struct HeadGuard<IO> {
 }
 
 impl<IO> HeadGuard<IO> {
-    /// Watches `inner`, which starts with a request head or the HTTP/2 preface, with
-    /// `timeouts` and head `limits`; `activity` is shared with the request path.
+    /// Watches `inner`, accepted at `accepted` (before any TLS handshake), which starts with
+    /// a request head or the HTTP/2 preface, with `timeouts` and head `limits`; `activity`
+    /// is shared with the request path.
     pub fn new(
         inner: IO,
+        accepted: Instant,
         timeouts: ClientTimeouts,
         limits: Limits,
         activity: Arc<Activity>,
     ) -> Self {
-        let now = Instant::now();
+        let now = accepted;
         HeadGuard {
             inner,
             framer: Framer::new(limits),

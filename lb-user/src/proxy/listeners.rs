@@ -279,6 +279,8 @@ async fn accept_loop(
         let Ok((stream, peer)) = socket.accept().await else {
             continue;
         };
+        // The request head's time runs from here, a TLS handshake included.
+        let accepted = std::time::Instant::now();
         // A reload may have happened while this task waited: serve the newest snapshot.
         let newest = current.load_full();
         let (proxy, f, bind) = match newest.bind_of(addr) {
@@ -300,15 +302,28 @@ async fn accept_loop(
                 }
                 None => {
                     let wire = if h2c { Wire::Auto } else { Wire::Http1 };
-                    serve_connection(stream, peer, local, f, proxy, current, false, wire).await
+                    serve_connection(
+                        stream, peer, local, f, proxy, current, false, wire, accepted,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     // The handshake counts against the request head's time.
                     let limit = proxy.frontends[f].spec.timeout_http_request;
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_connection(tls, peer, local, f, proxy, current, true, Wire::Auto)
-                                .await
+                            serve_connection(
+                                tls,
+                                peer,
+                                local,
+                                f,
+                                proxy,
+                                current,
+                                true,
+                                Wire::Auto,
+                                accepted,
+                            )
+                            .await
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

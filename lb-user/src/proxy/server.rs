@@ -87,6 +87,7 @@ pub(super) async fn serve_connection<IO>(
     current: Arc<ArcSwap<Proxy>>,
     tls: bool,
     wire: Wire,
+    accepted_at: Instant,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -102,7 +103,7 @@ pub(super) async fn serve_connection<IO>(
         client: spec.timeout_client,
     };
     let limits = spec.limits;
-    let stream = HeadGuard::new(stream, timeouts, limits, activity.clone());
+    let stream = HeadGuard::new(stream, accepted_at, timeouts, limits, activity.clone());
     let keep_alive = spec.options.connection != ConnectionMode::Close;
     // hyper's own limit is only a backstop: the guard's timeouts come first.
     let header_timeout = spec.timeout_http_request.max(spec.timeout_http_keep_alive)
