@@ -34,9 +34,11 @@ enum Command {
     /// Make the running agent re-read its configuration file (as SIGHUP does) and print
     /// what changed; a configuration with an error is refused and the running one stays.
     Reload {
-        /// Configuration file of the running agent (for its bpf_dir).
-        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
-        config: PathBuf,
+        /// Configuration file of the running agent: checked first (an error in it is
+        /// reported and nothing is reloaded), and it must be the file the agent runs with
+        /// (default /etc/lb/lb.toml unless --bpf-dir names the agent).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
         /// bpffs directory of the agent (global.bpf_dir), instead of reading it from -c.
         #[arg(long)]
         bpf_dir: Option<PathBuf>,
@@ -172,7 +174,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => stats(bpf_dir, config, json),
-        Command::Reload { config, bpf_dir } => ctl(bpf_dir, Some(config), &["reload".into()]),
+        Command::Reload { config, bpf_dir } => reload(config, bpf_dir),
         Command::Ctl {
             bpf_dir,
             config,
@@ -219,6 +221,25 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// `lb reload`: the file is checked here first, so its error is reported as `lb check` would;
+/// the agent is told which file was meant and refuses another than its own.
+fn reload(config: Option<PathBuf>, bpf_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match (config, &bpf_dir) {
+        (Some(config), _) => config,
+        (None, Some(_)) => return ctl(bpf_dir, None, &["reload".into()]),
+        (None, None) => PathBuf::from("/etc/lb/lb.toml"),
+    };
+    let loaded = config::load_file(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = std::fs::canonicalize(&config)
+        .with_context(|| format!("resolving {}", config.display()))?;
+    let bpf_dir = bpf_dir.unwrap_or(loaded.global.bpf_dir);
+    ctl(
+        Some(bpf_dir),
+        None,
+        &["reload".into(), path.to_string_lossy().into_owned()],
+    )
 }
 
 /// `lb ctl` and `lb reload`: one command to the running agent's runtime API.

@@ -1,6 +1,11 @@
 //! The runtime API: a Unix socket taking one command per line, in HAProxy's runtime-API words
 //! (`show servers`, `show stat`, `set server web/10.0.2.11:80 state drain`), answered with text ending in a
 //! blank line. `lb ctl` is its client.
+//!
+//! The socket is `/run/lb/<bpf_dir name>.sock`, created mode 0600 whatever the umask (as
+//! HAProxy's `stats socket ... mode 600 level admin`); commands that change state (anything
+//! but `show ...` and `help`) are taken only from root or the agent's own user, checked with
+//! the peer's credentials (SO_PEERCRED), whoever manages to connect.
 
 use std::{
     os::fd::AsRawFd as _,
@@ -42,22 +47,42 @@ pub fn socket_path(bpf_dir: &Path) -> PathBuf {
     PathBuf::from("/run/lb").join(format!("{name}.sock"))
 }
 
-/// Binds the socket (replacing one left by an agent that died) and serves it until dropped.
+/// Binds the socket mode 0600 (replacing one left by an agent that died).
 pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(path);
-    UnixListener::bind(path)
+    // Bound under a temporary name, restricted, then moved into place: the socket is never
+    // reachable under its real name with the umask's mode.
+    let staging = path.with_extension(format!("sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staging, path)?;
+    Ok(listener)
+}
+
+/// Whether `command` only reads (anyone who can connect may send it).
+fn reads_only(command: &str) -> bool {
+    command.starts_with("show ") || command == "help" || command.is_empty()
+}
+
+/// Whether a peer with user id `peer` may send `command` to an agent running as `own`.
+pub fn allowed(command: &str, peer: Option<u32>, own: u32) -> bool {
+    reads_only(command) || peer.is_some_and(|uid| uid == 0 || uid == own)
 }
 
 /// Answers commands on `listener` until the task is dropped; `reload` goes to `control`.
+/// `config_path` is the file the agent runs with: a `reload FILE` naming another is refused.
 pub async fn serve(
     listener: UnixListener,
     board: watch::Sender<HealthBoard>,
     proxy: Arc<ProxyRuntime>,
     control: mpsc::Sender<Control>,
+    config_path: PathBuf,
 ) {
+    let config_path = Arc::new(config_path);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -65,7 +90,8 @@ pub async fn serve(
         let board = board.clone();
         let proxy = proxy.clone();
         let control = control.clone();
-        tokio::spawn(async move { session(stream, board, proxy, control).await });
+        let config_path = config_path.clone();
+        tokio::spawn(async move { session(stream, board, proxy, control, &config_path).await });
     }
 }
 
@@ -74,11 +100,40 @@ async fn session(
     board: watch::Sender<HealthBoard>,
     proxy: Arc<ProxyRuntime>,
     control: mpsc::Sender<Control>,
+    config_path: &Path,
 ) {
+    let peer = stream.peer_cred().ok().map(|c| c.uid());
+    // SAFETY: geteuid has no preconditions.
+    let own = unsafe { libc::geteuid() };
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match line.trim() {
+        let command = line.trim();
+        if !allowed(command, peer, own) {
+            let reply = format!(
+                "error: permission denied: `{command}` changes the agent's state and needs root or uid {own} (this client: {})\n\n",
+                peer.map_or_else(|| "unknown".into(), |u| u.to_string())
+            );
+            if writer.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let reply = match command {
+            reload if reload.starts_with("reload ") => {
+                let named = Path::new(reload["reload ".len()..].trim());
+                let same = std::fs::canonicalize(named).ok().as_deref() == Some(config_path)
+                    || named == config_path;
+                if same {
+                    reload_now(&control).await
+                } else {
+                    format!(
+                        "error: this agent runs with {} and reload re-reads that file, not {}\n",
+                        config_path.display(),
+                        named.display()
+                    )
+                }
+            }
             "show stat" => {
                 let proxy = proxy.current();
                 if proxy.frontend_count() == 0 {
@@ -87,16 +142,7 @@ async fn session(
                     proxy.render_stats()
                 }
             }
-            "reload" => {
-                let (answer, answered) = oneshot::channel();
-                if control.send(Control::Reload(answer)).await.is_err() {
-                    "error: the agent is shutting down\n".to_string()
-                } else {
-                    answered
-                        .await
-                        .unwrap_or_else(|_| "error: the agent is shutting down\n".to_string())
-                }
-            }
+            "reload" => reload_now(&control).await,
             "upgrade" => {
                 let (answer, answered) = oneshot::channel();
                 let state = match control.send(Control::UpgradeState(answer)).await {
@@ -142,6 +188,17 @@ async fn session(
             return;
         }
     }
+}
+
+/// Asks the agent to reload; its answer.
+async fn reload_now(control: &mpsc::Sender<Control>) -> String {
+    let (answer, answered) = oneshot::channel();
+    if control.send(Control::Reload(answer)).await.is_err() {
+        return "error: the agent is shutting down\n".to_string();
+    }
+    answered
+        .await
+        .unwrap_or_else(|_| "error: the agent is shutting down\n".to_string())
 }
 
 /// `set weight <backend>/<server> <0-256>`.
@@ -253,5 +310,55 @@ mod tests {
                 .starts_with("error: expected ready")
         );
         assert!(execute("frobnicate", &board).starts_with("error: unknown command"));
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    #[test]
+    fn only_root_and_the_agents_user_may_change_state() {
+        for command in ["show stat", "show servers", "help"] {
+            assert!(allowed(command, Some(1000), 0), "{command} is read-only");
+        }
+        for command in [
+            "set server web/s1 state maint",
+            "set weight app/s1 0",
+            "reload",
+            "upgrade done",
+        ] {
+            assert!(!allowed(command, Some(1000), 0), "{command} from uid 1000");
+            assert!(!allowed(command, None, 0), "{command} from an unknown peer");
+            assert!(allowed(command, Some(0), 0), "{command} from root");
+            assert!(
+                allowed(command, Some(1000), 1000),
+                "{command} from the agent's user"
+            );
+        }
+    }
+
+    #[test]
+    fn the_socket_is_0600_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        // nextest runs each test in a process of its own: the umask is this test's.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let dir = std::env::temp_dir().join(format!("lb-admin-test-{}", std::process::id()));
+        let path = dir.join("t.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mode = runtime.block_on(async {
+            let _listener = listen(&path).expect("listen");
+            std::fs::metadata(&path)
+                .expect("socket")
+                .permissions()
+                .mode()
+                & 0o777
+        });
+        nix::sys::stat::umask(old);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(mode, 0o600);
     }
 }

@@ -417,6 +417,8 @@ async fn serve(
             running.board_tx.clone(),
             running.proxy.clone(),
             control_tx,
+            std::fs::canonicalize(&running.config_path)
+                .unwrap_or_else(|_| running.config_path.clone()),
         )))),
         Err(error) => {
             tracing::warn!(%error, "runtime API unavailable at {}", api_path.display());
