@@ -38,7 +38,8 @@ enum Task {
     /// the agent counted, tear it all down (needs root).
     Demo,
     /// Run a benchmark and print its table (needs root): l4 (per packet and end to end),
-    /// l4-packet, l4-e2e, failover, l7 (HTTP proxy vs HAProxy and nginx).
+    /// l4-packet, l4-e2e, failover, l7 (HTTP proxy vs HAProxy and nginx), conformance (the
+    /// request-path table and the HTTP/2 bomb's memory per stream, lb vs HAProxy and nginx).
     Bench {
         /// Which benchmark.
         #[arg(default_value = "l4")]

@@ -134,7 +134,7 @@ fn tree_cpu(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// Resident memory of `pid` and its children, MiB.
-fn tree_rss(pid: u32) -> f64 {
+pub(crate) fn tree_rss(pid: u32) -> f64 {
     tree(pid)
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())

@@ -253,12 +253,16 @@ fn main() -> anyhow::Result<()> {
         Some("l4-e2e") => e2e::l4_end_to_end(),
         Some("failover") => failover::failover(),
         Some("l7") => l7::l7(),
+        Some("conformance") => conformance::conformance(),
         Some(other) => {
-            bail!("unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover, l7)")
+            bail!(
+                "unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover, l7, conformance)"
+            )
         }
     }
 }
 
+mod conformance;
 mod e2e;
 mod failover;
 mod l7;
