@@ -12,8 +12,20 @@ use lb_tests::{
     require_root,
 };
 
+/// A copy of the lb binary any user may run (the build tree may be private to root, as in
+/// a CI checkout under a 0700 directory).
+fn public_lb() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let copy = dir.path().join("lb");
+    std::fs::copy(lb_binary().expect("lb binary"), &copy).expect("copy lb");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (dir, copy)
+}
+
 fn run_lb(args: &[&str], uid: Option<u32>) -> (bool, String) {
-    let mut command = std::process::Command::new(lb_binary().expect("lb binary"));
+    let (_dir, binary) = public_lb();
+    let mut command = std::process::Command::new(&binary);
     command.args(args);
     if let Some(uid) = uid {
         command.uid(uid).gid(uid);

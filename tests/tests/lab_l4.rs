@@ -398,3 +398,75 @@ fn reload_writes_only_the_difference_and_keeps_flows() {
         format!("{real}-7000:three")
     );
 }
+
+/// The agent follows a real's next hop while health checks run: the real's MAC changes (and
+/// the balancer's kernel learns it, as from a gratuitous ARP), and within a refresh interval
+/// or two the XDP maps send its flows to the new MAC. Before, the refresh timer was made anew
+/// on every health publication (each probe result) and, with checks every 100 ms, never ran.
+#[test]
+fn next_hop_refresh_follows_a_real_mac_change_while_checks_run() {
+    require_root();
+    let lab = balancer_with_reals("nhrefresh", 1).build().expect("lab");
+    lab.host("real1")
+        .spawn(|| async {
+            let listener = TcpListener::bind(("0.0.0.0", 80)).await.expect("bind");
+            http_name_server(listener, "real1".into(), SERVE_FOR).await;
+        })
+        .expect("server");
+    let bpf_dir = unique_bpf_dir();
+    let text = format!(
+        "{}check = {{ kind = \"tcp\", inter = \"100ms\", timeout = \"100ms\", rise = 1, fall = 3 }}\n",
+        l4_config(&bpf_dir, "dr", 80, &[(1, 1)], None)
+    );
+    let _agent = RunningAgent::start(&lab, lab.host("lb"), &text, &bpf_dir, &[]).expect("agent");
+    let vip: SocketAddr = format!("{VIP}:80").parse().expect("vip");
+    let get = |port: u16| {
+        lab.host("client")
+            .spawn(move || async move {
+                let bind: SocketAddr = format!("10.0.1.2:{port}").parse().expect("bind");
+                tokio::time::timeout(Duration::from_secs(2), http_get_from(bind, vip)).await
+            })
+            .expect("client")
+            .join()
+            .expect("client thread")
+    };
+    let before = get(31000);
+    assert!(
+        matches!(&before, Ok(Ok(body)) if body == "real1"),
+        "{before:?}"
+    );
+    let new_mac = "02:00:00:00:aa:01";
+    let status = lab
+        .host("real1")
+        .command("ip")
+        .expect("ip")
+        .args(["link", "set", "eth0", "address", new_mac])
+        .status()
+        .expect("ip link");
+    assert!(status.success());
+    let status = lab
+        .host("lb")
+        .command("ip")
+        .expect("ip")
+        .args([
+            "neigh",
+            "replace",
+            &real_addr(1),
+            "lladdr",
+            new_mac,
+            "dev",
+            "eth1",
+            "nud",
+            "reachable",
+        ])
+        .status()
+        .expect("ip neigh");
+    assert!(status.success());
+    // Two refresh intervals (2 s each) and a margin.
+    std::thread::sleep(Duration::from_millis(4500));
+    let after = get(31001);
+    assert!(
+        matches!(&after, Ok(Ok(body)) if body == "real1"),
+        "the flow went to the old MAC: {after:?}"
+    );
+}

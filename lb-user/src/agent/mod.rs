@@ -457,6 +457,12 @@ async fn serve(
         "lb running"
     );
     tokio::pin!(shutdown);
+    // One schedule for the next-hop refresh, kept across passes of the loop: the health
+    // board publishes on every probe result, and a sleep made anew on each pass would never
+    // run out while checks run.
+    let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.reset();
     let exit = loop {
         tokio::select! {
             () = &mut shutdown => break Exit::Stopped,
@@ -521,13 +527,19 @@ async fn serve(
                 }
                 write_status(&status_path, &running.board);
             }
-            () = tokio::time::sleep(REFRESH_INTERVAL) => {
-                let fresh = running.resolver.resolve_all(&running.addrs, Duration::from_millis(200)).await?;
-                if fresh != running.nexthops {
-                    running.nexthops = fresh;
-                    log_unresolved(&running.addrs, &running.nexthops);
-                    let report = running.sync_maps()?;
-                    tracing::info!(?report, "next hops changed; maps updated");
+            _ = refresh.tick() => {
+                // A failed look-up keeps the next hops known so far; the next tick tries again.
+                match running.resolver.resolve_all(&running.addrs, Duration::from_millis(200)).await {
+                    Ok(fresh) if fresh != running.nexthops => {
+                        running.nexthops = fresh;
+                        log_unresolved(&running.addrs, &running.nexthops);
+                        match running.sync_maps() {
+                            Ok(report) => tracing::info!(?report, "next hops changed; maps updated"),
+                            Err(error) => tracing::error!(%error, "next hops changed; writing the maps failed"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "next-hop refresh failed; keeping the known next hops"),
                 }
             }
         }
