@@ -317,3 +317,66 @@ fn a_broken_request_body_is_counted_against_the_client() {
         assert_eq!(columns[10], "0", "{name} 5xx: {stat}");
     }
 }
+
+/// Defect 2, TLS: a client that completes the handshake (ALPN http/1.1) and sends nothing is
+/// closed at `timeout http_request` counted from the accept; before, the guard switched
+/// itself off when that timer fired and the connection waited for hyper's backstop (11 s
+/// with the attack run's settings).
+#[test]
+fn a_silent_tls_client_is_closed_at_the_request_timeout() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, ServerName, pem::PemObject},
+    };
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["a.example".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let pem = dir.path().join("a.pem");
+    std::fs::write(&pem, format!("{}{}", cert.pem(), key.serialize_pem())).expect("write");
+    let config = format!(
+        "[defaults]\nlog = \"none\"\ntimeout = {{ http_request = \"1s\", http_keep_alive = \"5s\" }}\n\n\
+         [[listen]]\nname = \"tls\"\nbind = [\"{H1}\", \"127.0.0.1:8443 ssl crt {}\"]\n\
+         servers = [{{ name = \"r\", addr = \"{RECORDER}\" }}]\n",
+        pem.display()
+    );
+    let (lab, _recorder, _agent, _dir) = start("tlssilent", &config);
+    let ca = pem.clone();
+    let waited = lab
+        .host("lb")
+        .in_netns(move |_| async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(&ca)? {
+                roots.add(cert?)?;
+            }
+            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+            let started = Instant::now();
+            let tcp = TcpStream::connect("127.0.0.1:8443").await?;
+            let mut stream = connector
+                .connect(ServerName::try_from("a.example")?, tcp)
+                .await?;
+            let mut buffer = [0u8; 1024];
+            let _ = tokio::time::timeout(
+                Duration::from_secs(8),
+                tokio::io::AsyncReadExt::read(&mut stream, &mut buffer),
+            )
+            .await;
+            Ok(started.elapsed())
+        })
+        .expect("TLS client");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
+        "closed after {waited:?}, timeout http_request is 1 s"
+    );
+}
