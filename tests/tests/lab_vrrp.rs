@@ -411,3 +411,47 @@ fn ipv6_failover() {
     eprintln!("IPv6: node2 answers after {took:?} (clean stop, skew 61 ms)");
     assert!(took < Duration::from_millis(500), "{took:?}");
 }
+
+/// `track_services` with an L7 backend: when no server of the master's backend is up, its
+/// priority drops by the weight and the VIP moves to the node whose backend still has one;
+/// when the server returns, the master preempts back. One health verdict drives the proxy
+/// and VRRP.
+#[test]
+fn tracking_an_l7_backend_moves_the_vip() {
+    require_root();
+    let lab = vrrp_segment("trackbe", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    let app_server = |lifetime: Duration| {
+        move || async move {
+            let listener = TcpListener::bind("127.0.0.1:9000").await.expect("bind");
+            line_echo_server(listener, "app".into(), lifetime).await;
+        }
+    };
+    // node1's only application server lives 4 s; node2's stays.
+    lab.host("node1")
+        .spawn(app_server(Duration::from_secs(4)))
+        .expect("node1 app");
+    lab.host("node2")
+        .spawn(app_server(Duration::from_secs(60)))
+        .expect("node2 app");
+    let with_backend = |dir: &std::path::Path, priority: u8| {
+        format!(
+            "{}track_services = [{{ backend = \"app\", weight = -100 }}]\n\n\
+             [[listen]]\nname = \"app\"\nbind = [\"127.0.0.1:8080\"]\n\
+             servers = [{{ name = \"s1\", addr = \"127.0.0.1:9000\" }}]\n\
+             check = {{ kind = \"tcp\", inter = \"100ms\", timeout = \"100ms\", rise = 1, fall = 2 }}\n",
+            lb_config(dir, priority, true)
+        )
+    };
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let _backup = agent(&lab, "node2", &with_backend(&dir2, 100), &dir2, "node2");
+    let _master = agent(&lab, "node1", &with_backend(&dir1, 150), &dir1, "node1");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+    let took = until_answered_by(&lab, "node2", Duration::from_secs(8));
+    eprintln!("node1's backend lost its server: node2 answers after {took:?}");
+    lab.host("node1")
+        .spawn(app_server(Duration::from_secs(60)))
+        .expect("node1 app again");
+    let took = until_answered_by(&lab, "node1", Duration::from_secs(5));
+    eprintln!("node1's server is back: node1 answers after {took:?}");
+}

@@ -288,4 +288,36 @@ mod tests {
         let e = err("# é\n[[interface]]\nname = \"é\"\nbad = 1\n");
         assert_eq!((e.line, e.column), (Some(4), Some(1)));
     }
+
+    #[test]
+    fn track_services_name_an_l4_service_or_a_checked_backend() {
+        let base = "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"10.0.0.100/24\"]\n";
+        let backends = "\n[[listen]]\nname = \"app\"\nbind = [\"127.0.0.1:8080\"]\n\
+             servers = [{ name = \"s1\", addr = \"127.0.0.1:9000\" }]\ncheck = { kind = \"tcp\" }\n\n\
+             [[listen]]\nname = \"unchecked\"\nbind = [\"127.0.0.1:8081\"]\n\
+             servers = [{ name = \"s1\", addr = \"127.0.0.1:9000\" }]\n";
+        let with = |entry: &str| format!("{base}track_services = [{entry}]\n{backends}");
+        let config = load_str(
+            Path::new("lb.toml"),
+            &with("{ backend = \"app\", weight = -50 }"),
+        )
+        .expect("a checked backend");
+        // The board holds L4 services first: with none, backend 0 is entry 0.
+        assert_eq!(config.resolved.vrrp[0].track_services, vec![(0, -50)]);
+        for (entry, expected) in [
+            (
+                "{ backend = \"nope\" }",
+                "no backend or listen is called `nope`",
+            ),
+            (
+                "{ backend = \"unchecked\" }",
+                "backend `unchecked` has no check",
+            ),
+            ("{ service = \"web\", backend = \"app\" }", "not both"),
+            ("{ weight = -5 }", "needs `service"),
+        ] {
+            let e = err(&with(entry));
+            assert!(e.message.contains(expected), "{entry}: {e}");
+        }
+    }
 }

@@ -405,8 +405,8 @@ pub struct VrrpInstance {
     /// Scripts whose result moves the priority or causes FAULT (keepalived `track_script`).
     #[serde(default)]
     pub track_scripts: Vec<TrackScript>,
-    /// L4 services whose health moves the priority or causes FAULT: failing means no real of
-    /// the service is up.
+    /// L4 services and L7 backends whose health moves the priority or causes FAULT: failing
+    /// means no real or server of it is up.
     #[serde(default)]
     pub track_services: Vec<TrackService>,
     /// Run on entering MASTER (keepalived `notify_master`).
@@ -453,12 +453,14 @@ pub struct TrackScript {
     pub fall: u32,
 }
 
-/// A `track_services` entry.
+/// A `track_services` entry: an L4 service or an L7 backend, by name (one of the two).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackService {
-    /// Name of an `[[l4]]` service with a check.
-    pub service: Spanned<String>,
+    /// Name of an `[[l4]]` service with a check: failing when none of its reals is up.
+    pub service: Option<Spanned<String>>,
+    /// Name of a backend (or listen) with a check: failing when none of its servers is up.
+    pub backend: Option<Spanned<String>>,
     /// As for scripts: negative while failing; 0 means FAULT.
     #[serde(default)]
     pub weight: i32,

@@ -78,7 +78,8 @@ pub struct VrrpSpec {
     pub track_interfaces: Vec<String>,
     /// Tracked scripts.
     pub track_scripts: Vec<TrackScriptSpec>,
-    /// Tracked services: (index in `l4`, weight).
+    /// Tracked services and backends: (health board index: an `l4` index, or the number of
+    /// L4 services plus a backend index), weight.
     pub track_services: Vec<(usize, i32)>,
     /// Notify programs.
     pub notify: NotifySpec,
@@ -362,8 +363,8 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
             ),
         );
     }
-    let vrrp = validate_vrrp(config)?;
     let (frontends, backends) = super::proxy::validate(config)?;
+    let vrrp = validate_vrrp(config, &backends)?;
     Ok(Resolved {
         l4,
         vrrp,
@@ -624,7 +625,12 @@ fn is_executable(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
+/// Checks the `[[vrrp]]` instances; `backends` are the checked L7 backends (for
+/// `track_services` entries naming one).
+fn validate_vrrp(
+    config: &Config,
+    backends: &[super::proxy::BackendSpec],
+) -> Result<Vec<VrrpSpec>, Failure> {
     let mut specs: Vec<VrrpSpec> = Vec::new();
     for instance in &config.vrrp {
         let name = instance.name.get_ref().clone();
@@ -856,19 +862,55 @@ fn validate_vrrp(config: &Config) -> Result<Vec<VrrpSpec>, Failure> {
         }
         let mut track_services = Vec::new();
         for track in &instance.track_services {
-            let wanted = track.service.get_ref();
-            let Some(index) = config.l4.iter().position(|s| s.name.get_ref() == wanted) else {
-                return fail(
-                    track.service.span(),
-                    format!("no [[l4]] service is called `{wanted}`"),
-                );
+            // The health board holds the L4 services first, then the L7 backends.
+            let index = match (&track.service, &track.backend) {
+                (Some(service), None) => {
+                    let wanted = service.get_ref();
+                    let Some(index) = config.l4.iter().position(|s| s.name.get_ref() == wanted)
+                    else {
+                        return fail(
+                            service.span(),
+                            format!("no [[l4]] service is called `{wanted}`"),
+                        );
+                    };
+                    if config.l4[index].check.is_none() {
+                        return fail(
+                            service.span(),
+                            format!("service `{wanted}` has no check to track"),
+                        );
+                    }
+                    index
+                }
+                (None, Some(backend)) => {
+                    let wanted = backend.get_ref();
+                    let Some(index) = backends.iter().position(|b| &b.name == wanted) else {
+                        return fail(
+                            backend.span(),
+                            format!("no backend or listen is called `{wanted}`"),
+                        );
+                    };
+                    if backends[index].check.is_none() {
+                        return fail(
+                            backend.span(),
+                            format!("backend `{wanted}` has no check to track"),
+                        );
+                    }
+                    config.l4.len() + index
+                }
+                (Some(service), Some(_)) => {
+                    return fail(
+                        service.span(),
+                        "a track_services entry names a service or a backend, not both".into(),
+                    );
+                }
+                (None, None) => {
+                    return fail(
+                        instance.name.span(),
+                        "a track_services entry needs `service = \"NAME\"` or `backend = \"NAME\"`"
+                            .into(),
+                    );
+                }
             };
-            if config.l4[index].check.is_none() {
-                return fail(
-                    track.service.span(),
-                    format!("service `{wanted}` has no check to track"),
-                );
-            }
             track_services.push((index, track.weight));
         }
         let track_interfaces = instance
