@@ -30,7 +30,8 @@ pub enum Counter {
     Ipv6ExtLimit,
     /// Frames cut short inside a header, or with a header field that cannot be right.
     Malformed,
-    /// Packets for a VIP this node does not own right now (passed untouched).
+    /// Packets for a service on a VIP this node does not own right now (dropped: the stack
+    /// would reset them; the client retransmits to the owner).
     VipInactive,
     /// Packets whose flow was in the connection table.
     LruHit,

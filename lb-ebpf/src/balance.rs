@@ -53,8 +53,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         return not_a_service(ctx, p, family, &settings, t);
     };
     if service.flags & SERVICE_ACTIVE == 0 {
+        // A VRRP backup (or a master in transition) is sent a service's packets by stale
+        // neighbour caches: its own stack would answer them with resets (it may still hold
+        // the VIP, or hold it already), so they are dropped and the client retransmits to
+        // whichever node owns the VIP by then.
         t.add(Counter::VipInactive);
-        return Verdict::Pass;
+        return Verdict::Drop;
     }
     let Some(choice) = select::choose(&service, &flow, remembered, &settings, t) else {
         t.add(Counter::NoReal);

@@ -408,12 +408,15 @@ fn l4_forwarding_fixtures() {
         &[Rx, Ipv4, Other, Pass],
     ));
 
-    // VRRP backup: the VIP is not ours, so its packets go to the stack untouched.
+    // VRRP backup: the VIP is not ours; its service's packets are dropped, never handed to
+    // a stack that would reset them.
     rows.push(
-        Fixture::pass(
-            "inactive VIP is passed untouched",
+        Fixture::new(
+            "inactive VIP's service packets are dropped",
             established.clone(),
-            &[Rx, Ipv4, Tcp, VipInactive, Pass],
+            XdpAction::Drop,
+            Output::Unchanged,
+            &[Rx, Ipv4, Tcp, VipInactive, Drop],
         )
         .after(move |h| set_active(h, dr_vip, false)),
     );

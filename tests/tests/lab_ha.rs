@@ -1,0 +1,263 @@
+//! Netns lab: two balancer nodes as one system. Both run the same configuration (the hash
+//! seed included) with a VRRP instance owning the VIP and an L4 service on it in DR mode,
+//! forwarded by XDP on the master only; three reals and a client share the segment. Thirty
+//! long-lived connections stream through the VIP while the master is killed, returns and
+//! preempts, and is stopped cleanly: none is reset, none loses an exchange, each stays on its
+//! real (both nodes build the same Maglev tables). While a node is backup its XDP forwards
+//! nothing (VIP packets that reach it are passed to its stack untouched and counted as
+//! `VipInactive`). Needs root.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use lb_common::counters::Counter;
+use lb_tests::{
+    agent::{RunningAgent, stat, unique_bpf_dir},
+    netns::{Lab, LabSpec},
+    require_root,
+    topology::{SEGMENT_VIP, vrrp_segment},
+    traffic::line_echo_server,
+};
+use nix::sys::signal::Signal;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{TcpListener, TcpStream},
+};
+
+const REALS: usize = 3;
+const FLOWS: usize = 30;
+const PORT: u16 = 7000;
+
+fn real_addr(i: usize) -> String {
+    format!("10.0.5.{}", 20 + i)
+}
+
+/// [`vrrp_segment`] with `REALS` DR reals on the same switch (the VIP on `lo`, no ARP for it).
+fn ha_lab(test: &str) -> LabSpec {
+    let mut spec = vrrp_segment(test, 2);
+    for i in 1..=REALS {
+        let host = format!("real{i}");
+        let port = format!("r{i}");
+        spec = spec
+            .host(&host)
+            .veth((&host, "eth0"), ("switch", &port))
+            .bridge_port("switch", "br0", &port)
+            .addr((&host, "eth0"), &format!("{}/24", real_addr(i)))
+            .addr((&host, "lo"), &format!("{SEGMENT_VIP}/32"))
+            .sysctl(&host, "net/ipv4/conf/all/arp_ignore", "1")
+            .sysctl(&host, "net/ipv4/conf/all/arp_announce", "2");
+    }
+    spec
+}
+
+/// The one configuration both nodes run; only the priority differs.
+fn config(bpf_dir: &std::path::Path, priority: u8) -> String {
+    let reals: Vec<String> = (1..=REALS)
+        .map(|i| format!("{{ addr = \"{}\" }}", real_addr(i)))
+        .collect();
+    format!(
+        "[global]\nbpf_dir = \"{}\"\nxdp_mode = \"generic\"\nhash_seed = 0x5eed\n\n\
+         [[interface]]\nname = \"eth0\"\n\n\
+         [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+         version = 3\nadvert = \"100ms\"\npreempt = true\nvips = [\"{SEGMENT_VIP}/24\"]\n\n\
+         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"dr\"\nreals = [{}]\n",
+        bpf_dir.display(),
+        reals.join(", ")
+    )
+}
+
+/// Waits (up to 5 s) until `node` holds the VIP.
+fn wait_for_vip(lab: &Lab, node: &str) {
+    for _ in 0..100 {
+        let shown = lab
+            .host(node)
+            .command("ip")
+            .expect("ip")
+            .args(["-o", "-4", "addr", "show", "dev", "eth0"])
+            .output()
+            .expect("ip addr");
+        if String::from_utf8_lossy(&shown.stdout).contains(&format!("{SEGMENT_VIP}/24")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{node} never held the VIP");
+}
+
+fn start(lab: &Lab, node: &str, dir: &std::path::Path, priority: u8) -> RunningAgent {
+    RunningAgent::start(lab, lab.host(node), &config(dir, priority), dir, &[])
+        .unwrap_or_else(|e| panic!("{node}: {e:#}"))
+}
+
+/// What one streaming connection saw.
+#[derive(Debug)]
+struct Flow {
+    /// The real that answered first.
+    real: String,
+    /// Exchanges completed.
+    exchanges: u64,
+    /// The first failure: a reset, a close, a timeout, or another real answering.
+    failure: Option<String>,
+}
+
+/// One connection: an exchange every 20 ms until `stop`.
+async fn stream(id: usize, stop: Arc<AtomicBool>) -> Flow {
+    let vip = format!("{SEGMENT_VIP}:{PORT}");
+    let mut flow = Flow {
+        real: String::new(),
+        exchanges: 0,
+        failure: None,
+    };
+    let connected = TcpStream::connect(&vip).await;
+    let Ok(stream) = connected else {
+        flow.failure = Some(format!("connect: {connected:?}"));
+        return flow;
+    };
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    while !stop.load(Ordering::Relaxed) {
+        let line = format!("{id}-{}", flow.exchanges);
+        if let Err(e) = writer.write_all(format!("{line}\n").as_bytes()).await {
+            flow.failure = Some(format!("write: {e}"));
+            return flow;
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+        let answer = match answer {
+            Ok(Ok(Some(answer))) => answer,
+            other => {
+                flow.failure = Some(format!(
+                    "read after {} exchanges: {other:?}",
+                    flow.exchanges
+                ));
+                return flow;
+            }
+        };
+        let Some((real, echoed)) = answer.split_once(':') else {
+            flow.failure = Some(format!("answer {answer:?}"));
+            return flow;
+        };
+        if echoed != line {
+            flow.failure = Some(format!("sent {line}, got back {echoed}"));
+            return flow;
+        }
+        if flow.real.is_empty() {
+            flow.real = real.to_string();
+        } else if flow.real != real {
+            flow.failure = Some(format!("moved from {} to {real}", flow.real));
+            return flow;
+        }
+        flow.exchanges += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flow
+}
+
+#[test]
+fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
+    require_root();
+    let lab = ha_lab("ha").build().expect("build the lab");
+    for i in 1..=REALS {
+        let name = format!("real{i}");
+        lab.host(&name)
+            .spawn(move || async move {
+                let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
+                line_echo_server(listener, name, Duration::from_secs(120)).await;
+            })
+            .expect("real server");
+    }
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let node2 = start(&lab, "node2", &dir2, 100);
+    let node1 = start(&lab, "node1", &dir1, 150);
+    // node2, started first, was master alone for a moment; node1 preempts it.
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = lab
+        .host("client")
+        .spawn(|| async {
+            for _ in 0..100 {
+                if TcpStream::connect(format!("{SEGMENT_VIP}:{PORT}"))
+                    .await
+                    .is_ok()
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        })
+        .expect("probe")
+        .join()
+        .expect("probe thread");
+    assert!(probe, "the VIP never answered");
+
+    let streaming = {
+        let stop = stop.clone();
+        lab.host("client")
+            .spawn(move || async move {
+                let tasks: Vec<_> = (0..FLOWS)
+                    .map(|id| tokio::spawn(stream(id, stop.clone())))
+                    .collect();
+                let mut flows = Vec::new();
+                for task in tasks {
+                    flows.push(task.await.expect("flow task"));
+                }
+                flows
+            })
+            .expect("client")
+    };
+    let backup_tx = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        stat(&node2.stats().expect("node2 stats"), Counter::Tx),
+        backup_tx,
+        "the backup forwarded VIP traffic"
+    );
+
+    // The master dies; node2 takes over.
+    lab.stop(node1.pid(), Signal::SIGKILL).expect("kill node1");
+    std::thread::sleep(Duration::from_secs(2));
+    let taken_over = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
+    assert!(taken_over > backup_tx, "node2 forwards after the failover");
+    // node1 returns with the higher priority and preempts.
+    let node1 = start(&lab, "node1", &dir1, 150);
+    std::thread::sleep(Duration::from_secs(2));
+    // node1 stops cleanly; node2 takes over again.
+    lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let flows = streaming.join().expect("client thread");
+
+    let failed: Vec<String> = flows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            f.failure
+                .as_ref()
+                .map(|e| format!("flow {i} on {}: {e}", f.real))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} flows broke:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let reals: std::collections::BTreeSet<&str> = flows.iter().map(|f| f.real.as_str()).collect();
+    assert_eq!(
+        reals.len(),
+        REALS,
+        "flows spread over every real: {reals:?}"
+    );
+    let fewest = flows.iter().map(|f| f.exchanges).min().unwrap_or(0);
+    assert!(
+        fewest > 50,
+        "every flow kept exchanging through the faults (fewest: {fewest})"
+    );
+    drop(node2);
+}
