@@ -261,3 +261,74 @@ fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
     );
     drop(node2);
 }
+
+/// Probes the VIP with a new connection and one exchange every 10 ms until `stop`; returns
+/// (probes, lost), a probe lost when it does not complete within 300 ms (a dropped SYN is
+/// retransmitted only after a second).
+async fn probe_until(stop: Arc<AtomicBool>) -> (u32, Vec<String>) {
+    let vip = format!("{SEGMENT_VIP}:{PORT}");
+    let (mut probes, mut lost) = (0, Vec::new());
+    let started = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        probes += 1;
+        let exchange = async {
+            let stream = TcpStream::connect(&vip).await?;
+            let (reader, mut writer) = stream.into_split();
+            writer.write_all(b"probe\n").await?;
+            BufReader::new(reader)
+                .lines()
+                .next_line()
+                .await?
+                .ok_or_else(|| std::io::Error::other("closed"))
+        };
+        match tokio::time::timeout(Duration::from_millis(300), exchange).await {
+            Ok(Ok(_)) => {}
+            other => lost.push(format!("at {:?}: {other:?}", started.elapsed())),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (probes, lost)
+}
+
+/// Make-before-break: a master stopped cleanly keeps its VIP and forwards until it hears the
+/// new master (which announces before it advertises and only once its maps forward), and a
+/// returning higher-priority node preempts the same way: a probe every 10 ms loses nothing.
+/// (keepalived removes the VIP at once and loses the backup's skew time.)
+#[test]
+fn clean_stop_and_preemption_lose_no_probe() {
+    require_root();
+    let lab = ha_lab("hastop").build().expect("build the lab");
+    for i in 1..=REALS {
+        let name = format!("real{i}");
+        lab.host(&name)
+            .spawn(move || async move {
+                let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
+                line_echo_server(listener, name, Duration::from_secs(120)).await;
+            })
+            .expect("real server");
+    }
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let _node2 = start(&lab, "node2", &dir2, 100);
+    let node1 = start(&lab, "node1", &dir1, 150);
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(500));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probing = {
+        let stop = stop.clone();
+        lab.host("client")
+            .spawn(move || probe_until(stop))
+            .expect("prober")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
+    wait_for_vip(&lab, "node2");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _node1 = start(&lab, "node1", &dir1, 150);
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let (probes, lost) = probing.join().expect("prober thread");
+    eprintln!("{probes} probes, {} lost", lost.len());
+    assert!(probes > 100, "{probes} probes");
+    assert!(lost.is_empty(), "lost probes:\n{}", lost.join("\n"));
+}

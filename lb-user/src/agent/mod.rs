@@ -243,17 +243,21 @@ fn start_instance(
     spec: crate::config::VrrpSpec,
     start: vrrp::instance::Start,
     ownership: &watch::Sender<Ownership>,
+    applied: &watch::Receiver<Ownership>,
     board: &watch::Receiver<HealthBoard>,
     runtime: &tokio::runtime::Handle,
 ) -> Instance {
     let (stop, stopped) = tokio::sync::oneshot::channel::<Stop>();
     let ownership = ownership.clone();
+    let applied = Some(applied.clone());
     let board = Some(board.clone());
     let run_spec = spec.clone();
     let task = runtime.spawn(async move {
         let name = run_spec.name.clone();
         let stopped = async move { stopped.await.unwrap_or(Stop::Leave) };
-        if let Err(error) = vrrp::instance::run(run_spec, start, ownership, board, stopped).await {
+        if let Err(error) =
+            vrrp::instance::run(run_spec, start, ownership, applied, board, stopped).await
+        {
             tracing::error!(%error, instance = %name, "VRRP instance stopped");
         }
     });
@@ -287,6 +291,9 @@ struct Running<'a> {
     checks: Option<health::Checks>,
     proxy: Arc<ProxyRuntime>,
     ownership_tx: watch::Sender<Ownership>,
+    /// What the maps reflect of `ownership_tx`: new masters wait for it before announcing.
+    applied_tx: watch::Sender<Ownership>,
+    applied_rx: watch::Receiver<Ownership>,
     instances: Vec<Instance>,
     /// VRRP instances run on this thread: the proxy cannot delay their advertisements.
     vrrp_thread: crate::runtime_thread::RuntimeThread,
@@ -352,6 +359,7 @@ async fn serve(
             })
             .collect(),
     );
+    let (applied_tx, applied_rx) = watch::channel(seeded.clone());
     let (ownership_tx, mut ownership_rx) = watch::channel(seeded);
     let resolver = Resolver::new()?;
     let addrs = real_addresses(model);
@@ -389,6 +397,8 @@ async fn serve(
         checks: None,
         proxy,
         ownership_tx,
+        applied_tx,
+        applied_rx,
         instances: Vec::new(),
         vrrp_thread: crate::runtime_thread::RuntimeThread::start("lb-vrrp")
             .map_err(AgentError::Vrrp)?,
@@ -435,6 +445,7 @@ async fn serve(
             spec,
             start,
             &running.ownership_tx,
+            &running.applied_rx,
             &running.board_rx,
             running.vrrp_thread.handle(),
         );
@@ -507,8 +518,10 @@ async fn serve(
                 if changed.is_err() {
                     continue;
                 }
-                let owned = running.set_ownership(&ownership_rx.borrow_and_update());
+                let ownership = ownership_rx.borrow_and_update().clone();
+                let owned = running.set_ownership(&ownership);
                 let report = running.sync_maps()?;
+                running.applied_tx.send_replace(ownership);
                 tracing::info!(owned = ?owned, services_written = report.services, "VIP ownership changed");
             }
             changed = board_rx.changed() => {

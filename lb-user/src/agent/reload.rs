@@ -124,6 +124,7 @@ impl Running<'_> {
                     spec,
                     crate::vrrp::instance::Start::Elect,
                     &self.ownership_tx,
+                    &self.applied_rx,
                     &self.board_rx,
                     self.vrrp_thread.handle(),
                 ));

@@ -102,6 +102,9 @@ pub struct Fsm {
     /// Time since start-up, for `preempt_delay`.
     now: Duration,
     started: Duration,
+    /// A master that said goodbye (priority 0) and keeps its addresses until the new
+    /// master is heard (make-before-break).
+    leaving: bool,
 }
 
 /// One centisecond.
@@ -117,6 +120,7 @@ impl Fsm {
             state: State::Initialize,
             now: Duration::ZERO,
             started: Duration::ZERO,
+            leaving: false,
         }
     }
 
@@ -168,13 +172,30 @@ impl Fsm {
         }
     }
 
+    /// Whether the machine said goodbye and waits for the new master before it lets its
+    /// addresses go.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
     /// 6.4.2 (Master_Down_Timer fires) and 6.4.1 (owner): advertise, announce, take over.
+    /// The addresses come first and are announced before the advertisement: a master that
+    /// is leaving lets its addresses go when it hears this one, and by then the neighbours
+    /// have already been told where the addresses went.
     fn become_master(&mut self, actions: &mut Vec<Action>) {
-        actions.push(Action::SendAdvert(self.priority));
         actions.push(Action::AddAddresses);
         actions.push(Action::Announce);
+        actions.push(Action::SendAdvert(self.priority));
         actions.push(Action::SetTimer(self.advert_interval()));
         self.enter(State::Master, actions);
+    }
+
+    /// The end of a goodbye: the addresses go, the machine stops.
+    fn leave(&mut self, actions: &mut Vec<Action>) {
+        self.leaving = false;
+        actions.push(Action::StopTimer);
+        actions.push(Action::RemoveAddresses);
+        self.enter(State::Initialize, actions);
     }
 
     /// Handles `event` at `now` (time since the machine was created).
@@ -202,14 +223,24 @@ impl Fsm {
                 actions.push(Action::StopTimer);
                 self.enter(State::Initialize, &mut actions);
             }
-            (State::Master, Event::Shutdown) => {
-                // 6.4.3: stop the timer, send priority 0 so backups take over after their
-                // skew time instead of three intervals, then leave.
-                actions.push(Action::StopTimer);
+            (State::Master, Event::Shutdown) if !self.leaving => {
+                // 6.4.3: send priority 0 so a backup takes over after its skew time instead
+                // of three intervals. Make-before-break: the addresses stay (and are
+                // forwarded) until the new master is heard, at most Master_Down_Interval;
+                // keepalived removes them at once and loses the skew time.
+                self.leaving = true;
                 actions.push(Action::SendAdvert(0));
-                actions.push(Action::RemoveAddresses);
-                self.enter(State::Initialize, &mut actions);
+                actions.push(Action::SetTimer(self.master_down_interval()));
             }
+            (State::Master, Event::Timer) if self.leaving => {
+                // Nobody took over in time: leave anyway.
+                self.leave(&mut actions);
+            }
+            (State::Master, Event::Advert { priority, .. }) if self.leaving && priority > 0 => {
+                // The new master speaks: its addresses are announced, ours can go.
+                self.leave(&mut actions);
+            }
+            (State::Master, _) if self.leaving => {}
             (State::Backup, Event::Fault) => {
                 actions.push(Action::StopTimer);
                 self.enter(State::Fault, &mut actions);
@@ -344,9 +375,9 @@ mod tests {
         assert_eq!(
             new.handle(Event::Resume, T0),
             vec![
-                Action::SendAdvert(100),
                 Action::AddAddresses,
                 Action::Announce,
+                Action::SendAdvert(100),
                 Action::SetTimer(Duration::from_secs(1)),
                 Action::Entered(State::Master),
             ]
@@ -365,9 +396,9 @@ mod tests {
         assert_eq!(
             fsm.handle(Event::Timer, down),
             vec![
-                Action::SendAdvert(100),
                 Action::AddAddresses,
                 Action::Announce,
+                Action::SendAdvert(100),
                 Action::SetTimer(Duration::from_secs(1)),
                 Action::Entered(State::Master),
             ]
@@ -379,7 +410,7 @@ mod tests {
         // 6.4.1: priority 255.
         let mut fsm = Fsm::new(params(255));
         let actions = fsm.handle(Event::Startup, T0);
-        assert_eq!(actions.first(), Some(&Action::SendAdvert(255)));
+        assert!(actions.contains(&Action::SendAdvert(255)));
         assert_eq!(fsm.state(), State::Master);
     }
 
@@ -475,16 +506,42 @@ mod tests {
     }
 
     #[test]
-    fn clean_shutdown_of_a_master_sends_priority_zero() {
-        // 6.4.3 Shutdown_Event.
+    fn clean_shutdown_of_a_master_sends_priority_zero_and_keeps_the_addresses_until_heard() {
+        // 6.4.3 Shutdown_Event, make-before-break.
         let mut fsm = Fsm::new(params(100));
         fsm.handle(Event::Startup, T0);
         fsm.handle(Event::Timer, Duration::from_secs(4));
+        let down = fsm.master_down_interval();
         assert_eq!(
             fsm.handle(Event::Shutdown, Duration::from_secs(5)),
+            vec![Action::SendAdvert(0), Action::SetTimer(down)]
+        );
+        assert!(fsm.is_leaving());
+        // Its own kind of goodbye from someone else, or a second shutdown, changes nothing.
+        assert_eq!(
+            fsm.handle(advert("192.168.1.20", 0, 100), Duration::from_secs(5)),
+            vec![]
+        );
+        assert_eq!(fsm.handle(Event::Shutdown, Duration::from_secs(5)), vec![]);
+        // The new master (even a lower priority: it took over) speaks: the addresses go.
+        assert_eq!(
+            fsm.handle(advert("192.168.1.20", 50, 100), Duration::from_secs(5)),
             vec![
                 Action::StopTimer,
-                Action::SendAdvert(0),
+                Action::RemoveAddresses,
+                Action::Entered(State::Initialize),
+            ]
+        );
+        assert!(!fsm.is_leaving());
+        // Nobody takes over: the bound runs out and it leaves anyway.
+        let mut alone = Fsm::new(params(100));
+        alone.handle(Event::Startup, T0);
+        alone.handle(Event::Timer, Duration::from_secs(4));
+        alone.handle(Event::Shutdown, Duration::from_secs(5));
+        assert_eq!(
+            alone.handle(Event::Timer, Duration::from_secs(9)),
+            vec![
+                Action::StopTimer,
                 Action::RemoveAddresses,
                 Action::Entered(State::Initialize),
             ]

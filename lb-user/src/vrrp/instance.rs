@@ -71,6 +71,8 @@ struct Runtime<'a> {
     interface: addr::Interface,
     announcer: Announcer,
     ownership: &'a watch::Sender<Ownership>,
+    /// What the data plane has applied of `ownership` (when a data plane listens).
+    applied: Option<watch::Receiver<Ownership>>,
     timer: Option<Instant>,
     /// When the next bursts of gratuitous ARP / NA are due, earliest first.
     bursts: Vec<Instant>,
@@ -115,6 +117,22 @@ impl Runtime<'_> {
         }
     }
 
+    /// Waits (briefly) until the data plane forwards for our addresses, so the announcement
+    /// that follows never sends clients to a node that would still drop their packets.
+    async fn until_applied(&mut self) {
+        let Some(applied) = &mut self.applied else {
+            return;
+        };
+        let name = &self.spec.name;
+        let forwarding = applied.wait_for(|o| o.get(name).is_some_and(|s| s.owns));
+        if tokio::time::timeout(APPLY_PATIENCE, forwarding)
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %name, "the data plane did not confirm forwarding in time; announcing anyway");
+        }
+    }
+
     async fn perform(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
@@ -142,6 +160,7 @@ impl Runtime<'_> {
                         }
                     }
                     self.publish(|s| s.owns = true);
+                    self.until_applied().await;
                 }
                 Action::RemoveAddresses => {
                     // Stop forwarding first, then let the addresses go.
@@ -267,11 +286,17 @@ pub enum Stop {
     HandOver,
 }
 
-/// Runs the instance until `shutdown` resolves, then stops as it says.
+/// How long a new master waits for the data plane to forward for its addresses before it
+/// announces them.
+const APPLY_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Runs the instance until `shutdown` resolves, then stops as it says. `applied` is what the
+/// data plane has applied of `ownership`, when one listens.
 pub async fn run(
     spec: VrrpSpec,
     start: Start,
     ownership: watch::Sender<Ownership>,
+    applied: Option<watch::Receiver<Ownership>>,
     board: Option<watch::Receiver<crate::health::HealthBoard>>,
     shutdown: impl Future<Output = Stop>,
 ) -> Result<(), InstanceError> {
@@ -326,6 +351,7 @@ pub async fn run(
         interface,
         announcer,
         ownership: &ownership,
+        applied,
         timer: None,
         bursts: Vec::new(),
         dropped: BTreeMap::new(),
@@ -464,6 +490,32 @@ pub async fn run(
     };
     let actions = fsm.handle(event, started.elapsed());
     runtime.perform(actions).await;
+    // Make-before-break: a master that said goodbye forwards on until the new master is
+    // heard (or Master_Down_Interval passes), then lets its addresses go.
+    while fsm.is_leaving() {
+        let timer = runtime.timer;
+        let event = tokio::select! {
+            () = async { tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)).await } => {
+                runtime.timer = None;
+                Event::Timer
+            }
+            received = runtime.socket.recv() => match received {
+                Ok(Some(received)) => match accept(&spec, &received) {
+                    Ok(advert) => Event::Advert {
+                        from: received.src,
+                        priority: advert.priority,
+                        interval_cs: advert.interval_cs,
+                    },
+                    Err(_) => continue,
+                },
+                Ok(None) => continue,
+                // Nothing more can be heard: leave now.
+                Err(_) => Event::Timer,
+            },
+        };
+        let actions = fsm.handle(event, started.elapsed());
+        runtime.perform(actions).await;
+    }
     Ok(())
 }
 
