@@ -17,7 +17,7 @@ use std::{
 
 use lb_common::counters::Counter;
 use lb_tests::{
-    agent::{RunningAgent, stat, unique_bpf_dir},
+    agent::{RunningAgent, start_decap, stat, unique_bpf_dir},
     netns::{Lab, LabSpec},
     require_root,
     topology::{SEGMENT_VIP, vrrp_segment},
@@ -55,8 +55,8 @@ fn ha_lab(test: &str) -> LabSpec {
     spec
 }
 
-/// The one configuration both nodes run; only the priority differs.
-fn config(bpf_dir: &std::path::Path, priority: u8) -> String {
+/// The one configuration both nodes run (the service in `mode`); only the priority differs.
+fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
     let reals: Vec<String> = (1..=REALS)
         .map(|i| format!("{{ addr = \"{}\" }}", real_addr(i)))
         .collect();
@@ -65,7 +65,7 @@ fn config(bpf_dir: &std::path::Path, priority: u8) -> String {
          [[interface]]\nname = \"eth0\"\n\n\
          [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
          version = 3\nadvert = \"100ms\"\npreempt = true\nvips = [\"{SEGMENT_VIP}/24\"]\n\n\
-         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"dr\"\nreals = [{}]\n",
+         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"{mode}\"\nreals = [{}]\n",
         bpf_dir.display(),
         reals.join(", ")
     )
@@ -90,7 +90,17 @@ fn wait_for_vip(lab: &Lab, node: &str) {
 }
 
 fn start(lab: &Lab, node: &str, dir: &std::path::Path, priority: u8) -> RunningAgent {
-    RunningAgent::start(lab, lab.host(node), &config(dir, priority), dir, &[])
+    start_in(lab, node, dir, priority, "dr")
+}
+
+fn start_in(
+    lab: &Lab,
+    node: &str,
+    dir: &std::path::Path,
+    priority: u8,
+    mode: &str,
+) -> RunningAgent {
+    RunningAgent::start(lab, lab.host(node), &config(dir, priority, mode), dir, &[])
         .unwrap_or_else(|e| panic!("{node}: {e:#}"))
 }
 
@@ -159,8 +169,25 @@ async fn stream(id: usize, stop: Arc<AtomicBool>) -> Flow {
 
 #[test]
 fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
+    flows_survive("dr");
+}
+
+/// The same in TUN mode: the reals strip the IPIP header with `lb decap`; both nodes derive
+/// the same outer source from the flow hash.
+#[test]
+fn established_tun_flows_survive_failover_preemption_and_clean_stop() {
+    flows_survive("tun");
+}
+
+fn flows_survive(mode: &str) {
     require_root();
-    let lab = ha_lab("ha").build().expect("build the lab");
+    let lab = ha_lab(&format!("ha{mode}")).build().expect("build the lab");
+    if mode == "tun" {
+        for i in 1..=REALS {
+            let host = lab.host(&format!("real{i}"));
+            start_decap(&lab, host, "eth0", &[SEGMENT_VIP], &unique_bpf_dir()).expect("lb decap");
+        }
+    }
     for i in 1..=REALS {
         let name = format!("real{i}");
         lab.host(&name)
@@ -171,8 +198,8 @@ fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
             .expect("real server");
     }
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let node2 = start(&lab, "node2", &dir2, 100);
-    let node1 = start(&lab, "node1", &dir1, 150);
+    let node2 = start_in(&lab, "node2", &dir2, 100, mode);
+    let node1 = start_in(&lab, "node1", &dir1, 150, mode);
     // node2, started first, was master alone for a moment; node1 preempts it.
     wait_for_vip(&lab, "node1");
     std::thread::sleep(Duration::from_millis(300));
@@ -225,7 +252,7 @@ fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
     let taken_over = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
     assert!(taken_over > backup_tx, "node2 forwards after the failover");
     // node1 returns with the higher priority and preempts.
-    let node1 = start(&lab, "node1", &dir1, 150);
+    let node1 = start_in(&lab, "node1", &dir1, 150, mode);
     std::thread::sleep(Duration::from_secs(2));
     // node1 stops cleanly; node2 takes over again.
     lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
