@@ -1,27 +1,73 @@
-//! Gratuitous ARP: tells the segment which MAC now holds an address, so clients and routers
-//! update their caches the moment a node becomes master.
+//! Gratuitous ARP and unsolicited neighbour advertisements: tell the segment which MAC now
+//! holds an address, so clients and routers update their caches the moment a node becomes
+//! master. The frames are built with pnet's packet types; they go out through a send-only
+//! packet socket (pnet's datalink channel would also receive, and so copy, every frame of a
+//! busy balancer's interface, and turns promiscuous mode on by default).
 
 use std::{
     io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
+use pnet_base::MacAddr;
+use pnet_packet::{
+    MutablePacket as _,
+    arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket},
+    ethernet::{EtherTypes, MutableEthernetPacket},
+    icmpv6::{
+        Icmpv6Code, Icmpv6Types,
+        ndp::{MutableNeighborAdvertPacket, NdpOption, NdpOptionTypes, NeighborAdvertFlags},
+    },
+};
+
 const ETH_P_ARP: u16 = 0x0806;
+/// Ethernet header plus an IPv4 ARP message.
+const GARP_LEN: usize = 14 + 28;
+/// A neighbour advertisement with one target link-layer address option.
+const NA_LEN: usize = 24 + 8;
 
 /// A gratuitous ARP request for `ip` from `mac` (sender and target address both `ip`, sent to
 /// the broadcast address), as keepalived sends.
-pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
-    let mut frame = [0u8; 42];
-    frame[..6].copy_from_slice(&[0xff; 6]);
-    frame[6..12].copy_from_slice(&mac);
-    frame[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    // Ethernet, IPv4, 6-byte and 4-byte addresses, request.
-    frame[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    frame[22..28].copy_from_slice(&mac);
-    frame[28..32].copy_from_slice(&ip.octets());
-    frame[38..42].copy_from_slice(&ip.octets());
+pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; GARP_LEN] {
+    let mut frame = [0u8; GARP_LEN];
+    let mac = MacAddr::from(mac);
+    let mut ethernet =
+        MutableEthernetPacket::new(&mut frame).expect("the buffer fits an Ethernet header");
+    ethernet.set_destination(MacAddr::broadcast());
+    ethernet.set_source(mac);
+    ethernet.set_ethertype(EtherTypes::Arp);
+    let mut arp =
+        MutableArpPacket::new(ethernet.payload_mut()).expect("the buffer fits an ARP message");
+    arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+    arp.set_protocol_type(EtherTypes::Ipv4);
+    arp.set_hw_addr_len(6);
+    arp.set_proto_addr_len(4);
+    arp.set_operation(ArpOperations::Request);
+    arp.set_sender_hw_addr(mac);
+    arp.set_sender_proto_addr(ip);
+    arp.set_target_hw_addr(MacAddr::zero());
+    arp.set_target_proto_addr(ip);
     frame
+}
+
+/// An unsolicited neighbour advertisement for `target` from `mac` (RFC 4861 7.2.6): Override
+/// set, Router and Solicited clear, the target link-layer address option. The kernel fills in
+/// the checksum.
+pub fn neighbour_advert(mac: [u8; 6], target: Ipv6Addr) -> [u8; NA_LEN] {
+    let mut message = [0u8; NA_LEN];
+    let mut advert =
+        MutableNeighborAdvertPacket::new(&mut message).expect("the buffer fits the message");
+    advert.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+    advert.set_icmpv6_code(Icmpv6Code(0));
+    advert.set_flags(NeighborAdvertFlags::Override);
+    advert.set_target_addr(target);
+    advert.set_options(&[NdpOption {
+        option_type: NdpOptionTypes::TargetLLAddr,
+        length: 1,
+        data: mac.to_vec(),
+    }]);
+    message
 }
 
 /// A packet socket for sending gratuitous ARPs out of one interface. Opened once: closing a
@@ -94,14 +140,8 @@ impl NaSender {
     }
 
     /// Announces `target`; the kernel fills in the ICMPv6 checksum.
-    pub fn send(&self, target: std::net::Ipv6Addr) -> io::Result<()> {
-        let mut message = vec![136, 0, 0, 0];
-        // Flags: Override (0x20); not Router, not Solicited.
-        message.extend_from_slice(&[0x20, 0, 0, 0]);
-        message.extend_from_slice(&target.octets());
-        // Option 2: target link-layer address, length 1 (8 bytes).
-        message.extend_from_slice(&[2, 1]);
-        message.extend_from_slice(&self.mac);
+    pub fn send(&self, target: Ipv6Addr) -> io::Result<()> {
+        let message = neighbour_advert(self.mac, target);
         let all_nodes = std::net::SocketAddrV6::new(
             std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
             0,
@@ -116,6 +156,29 @@ impl NaSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gratuitous_request_is_byte_exact() {
+        let f = frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 5, 100));
+        #[rustfmt::skip]
+        let expected: [u8; GARP_LEN] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06,
+            0, 1, 0x08, 0x00, 6, 4, 0, 1,
+            2, 0, 0, 0, 0, 1, 10, 0, 5, 100,
+            0, 0, 0, 0, 0, 0, 10, 0, 5, 100,
+        ];
+        assert_eq!(f, expected);
+    }
+
+    #[test]
+    fn unsolicited_neighbour_advert_is_byte_exact() {
+        let target: Ipv6Addr = "fd00:5::100".parse().expect("v6");
+        let message = neighbour_advert([2, 0, 0, 0, 0, 1], target);
+        let mut expected = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+        expected.extend_from_slice(&target.octets());
+        expected.extend_from_slice(&[2, 1, 2, 0, 0, 0, 0, 1]);
+        assert_eq!(message.to_vec(), expected);
+    }
 
     #[test]
     fn gratuitous_request_layout() {

@@ -221,21 +221,24 @@ fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
     }))
 }
 
-/// Splits a raw IPv4 packet into the fields VRRP checks and its payload.
+/// Splits a raw IPv4 packet into the fields VRRP checks and its payload (pnet's header view;
+/// a header that does not fit the bytes, or another protocol, is no advertisement).
 fn parse_ip(bytes: &[u8]) -> Option<Received> {
-    if bytes.len() < 20 || bytes[0] >> 4 != 4 {
+    use pnet_packet::{Packet as _, ip::IpNextHeaderProtocol, ipv4::Ipv4Packet};
+    let packet = Ipv4Packet::new(bytes)?;
+    let header_len = usize::from(packet.get_header_length()) * 4;
+    if packet.get_version() != 4
+        || header_len < 20
+        || bytes.len() < header_len
+        || packet.get_next_level_protocol() != IpNextHeaderProtocol(IPPROTO_VRRP)
+    {
         return None;
     }
-    let header_len = usize::from(bytes[0] & 0x0f) * 4;
-    if header_len < 20 || bytes.len() < header_len || bytes[9] != IPPROTO_VRRP {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([bytes[2], bytes[3]])).min(bytes.len());
     Some(Received {
-        src: IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(bytes[16], bytes[17], bytes[18], bytes[19])),
-        ttl: bytes[8],
-        payload: bytes[header_len..total.max(header_len)].to_vec(),
+        src: IpAddr::V4(packet.get_source()),
+        dst: IpAddr::V4(packet.get_destination()),
+        ttl: packet.get_ttl(),
+        payload: packet.payload().to_vec(),
     })
 }
 
