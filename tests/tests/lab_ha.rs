@@ -80,6 +80,19 @@ fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
     )
 }
 
+/// Every real answers each line on `PORT` with its name and the line.
+fn serve_reals(lab: &Lab) {
+    for i in 1..=REALS {
+        let name = format!("real{i}");
+        lab.host(&name)
+            .spawn(move || async move {
+                let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
+                line_echo_server(listener, name, Duration::from_secs(120)).await;
+            })
+            .expect("real server");
+    }
+}
+
 /// Waits (up to 5 s) until `node` holds the VIP.
 fn wait_for_vip(lab: &Lab, node: &str) {
     for _ in 0..100 {
@@ -207,15 +220,7 @@ fn flows_survive(mode: &str) {
             start_decap(&lab, host, "eth0", &[SEGMENT_VIP], &unique_bpf_dir()).expect("lb decap");
         }
     }
-    for i in 1..=REALS {
-        let name = format!("real{i}");
-        lab.host(&name)
-            .spawn(move || async move {
-                let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
-                line_echo_server(listener, name, Duration::from_secs(120)).await;
-            })
-            .expect("real server");
-    }
+    serve_reals(&lab);
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
     let node2 = start_in(&lab, "node2", &dir2, 100, mode);
     let node1 = start_in(&lab, "node1", &dir1, 150, mode);
@@ -342,15 +347,7 @@ async fn probe_until(stop: Arc<AtomicBool>) -> (u32, Vec<String>) {
 fn clean_stop_and_preemption_lose_no_probe() {
     require_root();
     let lab = ha_lab("hastop", "dr").build().expect("build the lab");
-    for i in 1..=REALS {
-        let name = format!("real{i}");
-        lab.host(&name)
-            .spawn(move || async move {
-                let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
-                line_echo_server(listener, name, Duration::from_secs(120)).await;
-            })
-            .expect("real server");
-    }
+    serve_reals(&lab);
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
     let _node2 = start(&lab, "node2", &dir2, 100);
     let node1 = start(&lab, "node1", &dir1, 150);

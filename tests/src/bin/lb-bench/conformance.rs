@@ -20,29 +20,14 @@ use lb_tests::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::l7::Proxy;
+
 const H1: &str = "127.0.0.1:8080";
 const H2: &str = "127.0.0.1:8081";
 const RECORDER: &str = "127.0.0.1:9000";
 /// Bomb connections and streams per connection.
 const BOMB_CONNECTIONS: usize = 10;
 const BOMB_STREAMS: usize = 100;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proxy {
-    Lb,
-    Haproxy,
-    Nginx,
-}
-
-impl Proxy {
-    fn name(self) -> &'static str {
-        match self {
-            Proxy::Lb => "lb",
-            Proxy::Haproxy => "haproxy",
-            Proxy::Nginx => "nginx",
-        }
-    }
-}
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("address")

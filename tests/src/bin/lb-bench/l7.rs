@@ -38,15 +38,16 @@ const H2_STREAMS: u32 = 10;
 /// machine's file limit (20,000; HAProxy needs two per connection plus spares).
 const IDLE: usize = 5000;
 
+/// The proxies compared (the conformance bench runs the same three).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Proxy {
+pub(crate) enum Proxy {
     Lb,
     Haproxy,
     Nginx,
 }
 
 impl Proxy {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Proxy::Lb => "lb",
             Proxy::Haproxy => "haproxy",
