@@ -31,8 +31,12 @@ pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 /// Per-CPU [`FloodState`]: new flows in the current one-second window.
 pub const FLOOD_MAP: &str = "LB_FLOOD";
 
+/// New flows for the peers (a ring buffer of [`FlowEvent`]), written only while
+/// [`SETTINGS_SYNC`] is set.
+pub const FLOW_EVENTS_MAP: &str = "LB_FLOW_EVENTS";
+
 /// Every map the agent pins (and removes on a clean stop).
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 14] = [
     COUNTERS_MAP,
     SERVICES_MAP,
     SERVICE_TABLE_MAP,
@@ -46,6 +50,7 @@ pub const ALL_MAPS: [&str; 13] = [
     SETTINGS_MAP,
     FLOOD_MAP,
     DECAP_VIPS_MAP,
+    FLOW_EVENTS_MAP,
 ];
 
 /// Name of the L4 balancer XDP program.
@@ -225,6 +230,32 @@ pub struct Settings {
 /// Settings flag: some service uses NAT, so packets that match no VIP are looked up as
 /// possible replies from a real (skipped otherwise, to keep non-VIP traffic cheap).
 pub const SETTINGS_NAT: u32 = 1;
+/// Settings flag: connection-table sync is on: new flows are published in
+/// [`FLOW_EVENTS_MAP`] for the agent to send to its peers.
+pub const SETTINGS_SYNC: u32 = 2;
+
+/// [`FlowEvent::kind`]: a connection-table entry (client side of a flow -> real).
+pub const EVENT_CONN: u32 = 1;
+/// [`FlowEvent::kind`]: a NAT reverse entry (real side of a flow -> VIP side).
+pub const EVENT_NAT: u32 = 2;
+
+/// One entry of [`FLOW_EVENTS_MAP`]: a flow this node just started forwarding, named by
+/// identities a peer with the same configuration can resolve (service key, real key), not by
+/// this node's ids.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// [`EVENT_CONN`] or [`EVENT_NAT`].
+    pub kind: u32,
+    /// CONN: the real's [`Real::key`]; NAT: zero.
+    pub real_key: u32,
+    /// CONN: the client's side of the flow; NAT: the real's side.
+    pub flow: FlowKey,
+    /// CONN: the service's key; NAT: zero.
+    pub service: ServiceKey,
+    /// NAT: the reverse entry (its interface and MAC are this node's); CONN: zero.
+    pub nat: NatEntry,
+}
 
 /// Per-service and per-real traffic counters (per CPU).
 #[repr(C)]
@@ -268,6 +299,7 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 48);
 const _: () = assert!(core::mem::size_of::<TrafficStats>() == 24);
 const _: () = assert!(core::mem::size_of::<FloodState>() == 16);
 const _: () = assert!(core::mem::size_of::<DecapKey>() == 20);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 104);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -291,6 +323,7 @@ mod pod {
         Settings,
         TrafficStats,
         FloodState,
-        DecapKey
+        DecapKey,
+        FlowEvent
     );
 }

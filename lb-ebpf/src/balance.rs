@@ -28,10 +28,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
     let Some(settings) = LB_SETTINGS.get(0) else {
         return Verdict::Pass;
     };
-    let settings = *settings;
     let family = if p.ipv6 { FAMILY_V6 } else { FAMILY_V4 };
     if p.protocol == IPPROTO_ICMP || p.protocol == IPPROTO_ICMPV6 {
-        return icmp::handle(ctx, p, family, &settings, t);
+        return icmp::handle(ctx, p, family, settings, t);
     }
     let key = ServiceKey {
         addr: p.dst,
@@ -40,7 +39,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         family,
     };
     if !may_be_service(&key) {
-        return not_a_service(ctx, p, family, &settings, t);
+        return not_a_service(ctx, p, family, settings, t);
     }
     // An established flow names its service: one connection-table lookup finds both, and
     // the service lookup by key is left to new flows.
@@ -50,7 +49,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         .and_then(|entry| service_at(entry.service_id))
         .filter(|service| service.key == key);
     let Some(service) = known.or_else(|| find_service(&key)) else {
-        return not_a_service(ctx, p, family, &settings, t);
+        return not_a_service(ctx, p, family, settings, t);
     };
     if service.flags & SERVICE_ACTIVE == 0 {
         // A VRRP backup (or a master in transition) is sent a service's packets by stale
@@ -60,7 +59,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         t.add(Counter::VipInactive);
         return Verdict::Drop;
     }
-    let Some(choice) = select::choose(&service, &flow, remembered, &settings, t) else {
+    let Some(choice) = select::choose(&service, &flow, remembered, settings, t) else {
         t.add(Counter::NoReal);
         return Verdict::Drop;
     };
@@ -71,9 +70,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         MODE_DR => forward::direct(ctx, &choice.real),
         MODE_TUN => {
             let hash = flow_hash(&flow, settings.hash_seed, false);
-            forward::tunnel(ctx, p, family, &choice.real, &settings, hash, t)
+            forward::tunnel(ctx, p, family, &choice.real, settings, hash, t)
         }
-        MODE_NAT => forward::nat(ctx, p, family, &choice.real),
+        MODE_NAT => forward::nat(ctx, p, family, &choice.real, settings, choice.new_flow),
         _ => Verdict::Drop,
     }
 }

@@ -10,7 +10,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     csum,
-    maps::{LB_NAT, Tally},
+    maps::{LB_NAT, Tally, publish_nat},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed, ptr_at_mut},
 };
 
@@ -150,7 +150,16 @@ fn rewrite(ctx: &XdpContext, p: &Parsed, dst: bool, new_addr: &[u32; 4], new_por
 
 /// NAT: the destination becomes the real's address and port; the way back is remembered.
 #[inline(always)]
-pub fn nat(ctx: &XdpContext, p: &Parsed, family: u8, real: &Real) -> Verdict {
+/// A flow seen for the first time (`new_flow`) is published for the peers with its reverse
+/// entry.
+pub fn nat(
+    ctx: &XdpContext,
+    p: &Parsed,
+    family: u8,
+    real: &Real,
+    settings: &Settings,
+    new_flow: bool,
+) -> Verdict {
     let Some(eth) = ptr_at_mut::<[u8; 12]>(ctx, 0) else {
         return Verdict::Drop;
     };
@@ -181,6 +190,9 @@ pub fn nat(ctx: &XdpContext, p: &Parsed, family: u8, real: &Real) -> Verdict {
     // Without the entry the reply could not be turned back: do not forward.
     if LB_NAT.insert(back, entry, 0).is_err() {
         return Verdict::Drop;
+    }
+    if new_flow {
+        publish_nat(settings, &back, &entry);
     }
     if !rewrite(ctx, p, true, &real.addr, real.port) {
         return Verdict::Drop;

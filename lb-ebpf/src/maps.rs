@@ -5,13 +5,14 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     counters::{Counter, CounterBlock},
     maps::{
-        DEFAULT_RING_SIZE, DecapKey, FloodState, Flow, FlowKey, MAX_REALS, MAX_SERVICES, NatEntry,
-        Real, SERVICE_FILTER_WORDS, Service, ServiceKey, Settings, TrafficStats,
+        DEFAULT_RING_SIZE, DecapKey, EVENT_CONN, EVENT_NAT, FloodState, Flow, FlowEvent, FlowKey,
+        MAX_REALS, MAX_SERVICES, NatEntry, Real, SERVICE_FILTER_WORDS, SETTINGS_SYNC, Service,
+        ServiceKey, Settings, TrafficStats,
     },
 };
 
@@ -66,6 +67,57 @@ pub static LB_SETTINGS: Array<Settings> = Array::pinned(1, 0);
 /// New-flow rate window per CPU (one entry).
 #[map(name = "LB_FLOOD")]
 pub static LB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::pinned(1, 0);
+
+/// New flows for the agent to send to its peers (connection-table sync), 1 MiB.
+#[map(name = "LB_FLOW_EVENTS")]
+pub static LB_FLOW_EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
+
+/// A zeroed event slot in the ring, when sync is on and the ring has room. Events are written
+/// in place: one on the stack would not fit beside the rest of the program's.
+#[inline(always)]
+fn event_slot(settings: &Settings) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<FlowEvent>> {
+    if settings.flags & SETTINGS_SYNC == 0 {
+        return None;
+    }
+    let mut slot = LB_FLOW_EVENTS.reserve::<FlowEvent>(0)?;
+    // SAFETY: the slot is reserved, exclusively ours and sized for one event.
+    unsafe { core::ptr::write_bytes(slot.as_mut_ptr(), 0, 1) };
+    Some(slot)
+}
+
+/// Publishes a new connection-table entry for the peers (when sync is on). A full ring only
+/// costs the peers this flow; it still forwards here.
+#[inline(always)]
+pub fn publish_conn(settings: &Settings, flow: &FlowKey, service: &ServiceKey, real_key: u32) {
+    let Some(mut slot) = event_slot(settings) else {
+        return;
+    };
+    let event = slot.as_mut_ptr();
+    // SAFETY: `event` points at the zeroed slot; plain field writes.
+    unsafe {
+        (*event).kind = EVENT_CONN;
+        (*event).real_key = real_key;
+        core::ptr::copy_nonoverlapping(flow, &raw mut (*event).flow, 1);
+        core::ptr::copy_nonoverlapping(service, &raw mut (*event).service, 1);
+    }
+    slot.submit(0);
+}
+
+/// Publishes a new NAT reverse entry for the peers (when sync is on).
+#[inline(always)]
+pub fn publish_nat(settings: &Settings, back: &FlowKey, entry: &NatEntry) {
+    let Some(mut slot) = event_slot(settings) else {
+        return;
+    };
+    let event = slot.as_mut_ptr();
+    // SAFETY: as in `publish_conn`.
+    unsafe {
+        (*event).kind = EVENT_NAT;
+        core::ptr::copy_nonoverlapping(back, &raw mut (*event).flow, 1);
+        core::ptr::copy_nonoverlapping(entry, &raw mut (*event).nat, 1);
+    }
+    slot.submit(0);
+}
 
 /// VIPs `lb_decap` strips tunnels for.
 #[map(name = "LB_DECAP_VIPS")]

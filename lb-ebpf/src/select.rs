@@ -8,7 +8,7 @@ use lb_common::{
     maps::{Flow, FlowKey, NO_REAL, REAL_ACTIVE, Real, SERVICE_SOURCE_HASH, Service, Settings},
 };
 
-use crate::maps::{LB_CONNS, LB_FLOOD, LB_REALS, LB_RINGS, Tally};
+use crate::maps::{LB_CONNS, LB_FLOOD, LB_REALS, LB_RINGS, Tally, publish_conn};
 
 /// A chosen real.
 pub struct Choice {
@@ -87,7 +87,9 @@ pub fn choose(
             _pad: 0,
         };
         // A full table evicts its least recently used entry; failure only costs a re-hash.
-        let _ = LB_CONNS.insert(flow, entry, 0);
+        if LB_CONNS.insert(flow, entry, 0).is_ok() {
+            publish_conn(settings, flow, &service.key, real.key);
+        }
     } else {
         t.add(Counter::FloodSkip);
     }
