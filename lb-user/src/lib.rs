@@ -13,6 +13,7 @@ pub mod dataplane;
 pub mod health;
 pub mod proxy;
 pub mod runtime_thread;
+pub mod sync;
 pub mod vrrp;
 
 /// The compiled XDP object (`lb-ebpf`), built by this crate's build script.

@@ -45,8 +45,12 @@ const GATEWAY: &str = "10.0.5.254";
 /// (DR, TUN), and the client reached through the VRRP gateway (NAT: replies must come back
 /// through the master to be turned back into the VIP's).
 fn ha_lab(test: &str, mode: &str) -> LabSpec {
+    ha_lab_with(test, mode, REALS)
+}
+
+fn ha_lab_with(test: &str, mode: &str, reals: usize) -> LabSpec {
     let mut spec = vrrp_segment(test, 2);
-    for i in 1..=REALS {
+    for i in 1..=reals {
         let host = format!("real{i}");
         let port = format!("r{i}");
         spec = spec
@@ -66,7 +70,18 @@ fn ha_lab(test: &str, mode: &str) -> LabSpec {
 
 /// The one configuration both nodes run (the service in `mode`); only the priority differs.
 fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
-    let reals: Vec<String> = (1..=REALS)
+    config_with(bpf_dir, priority, mode, REALS, "")
+}
+
+/// [`config`] with `reals` reals and `extra` appended (a `[sync]` table).
+fn config_with(
+    bpf_dir: &std::path::Path,
+    priority: u8,
+    mode: &str,
+    reals: usize,
+    extra: &str,
+) -> String {
+    let reals: Vec<String> = (1..=reals)
         .map(|i| format!("{{ addr = \"{}\" }}", real_addr(i)))
         .collect();
     format!(
@@ -74,7 +89,7 @@ fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
          [[interface]]\nname = \"eth0\"\n\n\
          [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
          version = 3\nadvert = \"100ms\"\npreempt = true\nvips = [\"{SEGMENT_VIP}/24\", \"{GATEWAY}/24\"]\n\n\
-         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"{mode}\"\nreals = [{}]\n",
+         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"{mode}\"\nreals = [{}]\n{extra}",
         bpf_dir.display(),
         reals.join(", ")
     )
@@ -82,7 +97,11 @@ fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
 
 /// Every real answers each line on `PORT` with its name and the line.
 fn serve_reals(lab: &Lab) {
-    for i in 1..=REALS {
+    serve_reals_up_to(lab, REALS);
+}
+
+fn serve_reals_up_to(lab: &Lab, reals: usize) {
+    for i in 1..=reals {
         let name = format!("real{i}");
         lab.host(&name)
             .spawn(move || async move {
@@ -372,4 +391,120 @@ fn clean_stop_and_preemption_lose_no_probe() {
     eprintln!("{probes} probes, {} lost", lost.len());
     assert!(probes > 100, "{probes} probes");
     assert!(lost.is_empty(), "lost probes:\n{}", lost.join("\n"));
+}
+
+const SYNC: &str =
+    "\n[sync]\npeers = [\"10.0.5.11\", \"10.0.5.12\"]\nkey = \"lab sync key, 16+ bytes\"\n";
+
+/// Connection-table sync: flows start on node1; a fourth real joins (reload on both nodes),
+/// so Maglev now sends about a quarter of those flows' slots elsewhere; node1 keeps them by
+/// its connection table, and node2 has the same entries from the sync. node1 is killed: every
+/// flow stays on its real through node2. (Without the sync, the moved quarter would reach
+/// another real and be reset.)
+#[test]
+fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
+    require_root();
+    let lab = ha_lab_with("hasync", "dr", 4)
+        .build()
+        .expect("build the lab");
+    serve_reals_up_to(&lab, 4);
+    let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
+    let agent = |node: &str, dir: &std::path::Path, priority: u8| {
+        RunningAgent::start(
+            &lab,
+            lab.host(node),
+            &config_with(dir, priority, "dr", REALS, SYNC),
+            dir,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{node}: {e:#}"))
+    };
+    let node2 = agent("node2", &dir2, 100);
+    let node1 = agent("node1", &dir1, 150);
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let stop = stop.clone();
+        lab.host("client")
+            .spawn(move || async move {
+                let tasks: Vec<_> = (0..FLOWS)
+                    .map(|id| tokio::spawn(stream(id, stop.clone())))
+                    .collect();
+                let mut flows = Vec::new();
+                for task in tasks {
+                    flows.push(task.await.expect("flow task"));
+                }
+                flows
+            })
+            .expect("client")
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // A fourth real on both nodes.
+    for (node, dir, priority) in [(&node1, &dir1, 150), (&node2, &dir2, 100)] {
+        node.reload(&config_with(dir, priority, "dr", 4, SYNC))
+            .expect("reload");
+    }
+    // Until both nodes resolved the new real's MAC (the next-hop refresh runs every 2 s) and
+    // Maglev sends part of the slots to it.
+    std::thread::sleep(Duration::from_secs(3));
+    // A message under another key (a forgery) is refused and counted, and changes nothing.
+    let forged = lb::sync::wire::encode(
+        &lb::sync::wire::Message {
+            hash_seed: 0x5eed,
+            sender: 1,
+            sequence: 1,
+            entries: Vec::new(),
+        },
+        b"not the key the nodes share",
+    );
+    lab.host("client")
+        .spawn(move || async move {
+            let socket = tokio::net::UdpSocket::bind("0.0.0.0:0")
+                .await
+                .expect("bind");
+            socket
+                .send_to(&forged, "10.0.5.12:7950")
+                .await
+                .expect("send");
+        })
+        .expect("forger")
+        .join()
+        .expect("forger thread");
+    std::thread::sleep(Duration::from_millis(200));
+    let shown = node2.ctl("show sync").expect("show sync");
+    lab.stop(node1.pid(), Signal::SIGKILL).expect("kill node1");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let flows = streaming.join().expect("client thread");
+    let applied: u64 = shown
+        .split_whitespace()
+        .skip_while(|w| *w != "applied")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        applied >= FLOWS as u64,
+        "node2 applied {applied} synced flows: {shown}"
+    );
+    assert!(
+        shown.contains("refused 1 "),
+        "the forged message was refused: {shown}"
+    );
+    let failed: Vec<String> = flows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            f.failure
+                .as_ref()
+                .map(|e| format!("flow {i} on {}: {e}", f.real))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} flows broke:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    drop(node2);
 }

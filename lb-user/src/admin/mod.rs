@@ -80,6 +80,7 @@ pub async fn serve(
     board: watch::Sender<HealthBoard>,
     proxy: Arc<ProxyRuntime>,
     control: mpsc::Sender<Control>,
+    sync: Arc<crate::sync::SyncCounters>,
     config_path: PathBuf,
 ) {
     let config_path = Arc::new(config_path);
@@ -91,7 +92,10 @@ pub async fn serve(
         let proxy = proxy.clone();
         let control = control.clone();
         let config_path = config_path.clone();
-        tokio::spawn(async move { session(stream, board, proxy, control, &config_path).await });
+        let sync = sync.clone();
+        tokio::spawn(
+            async move { session(stream, board, proxy, control, &sync, &config_path).await },
+        );
     }
 }
 
@@ -100,6 +104,7 @@ async fn session(
     board: watch::Sender<HealthBoard>,
     proxy: Arc<ProxyRuntime>,
     control: mpsc::Sender<Control>,
+    sync: &crate::sync::SyncCounters,
     config_path: &Path,
 ) {
     let peer = stream.peer_cred().ok().map(|c| c.uid());
@@ -120,6 +125,7 @@ async fn session(
             continue;
         }
         let reply = match command {
+            "show sync" => sync.render(),
             reload if reload.starts_with("reload ") => {
                 let named = Path::new(reload["reload ".len()..].trim());
                 let same = std::fs::canonicalize(named).ok().as_deref() == Some(config_path)

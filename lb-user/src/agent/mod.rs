@@ -419,6 +419,18 @@ async fn serve(
         health::spawn(running.targets.clone(), running.board_tx.clone())
             .map_err(AgentError::Health)?,
     );
+    // Connection-table sync with the peers, when configured.
+    let sync_counters = Arc::new(crate::sync::SyncCounters::default());
+    let _sync = running.config.resolved.sync.clone().map(|spec| {
+        let counters = sync_counters.clone();
+        let bpf_dir = running.dataplane.bpf_dir().to_path_buf();
+        let seed = running.config.global.hash_seed;
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = crate::sync::run(spec, bpf_dir, seed, counters).await {
+                tracing::error!(%error, "connection-table sync stopped");
+            }
+        }))
+    });
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(4);
     let api_path = admin::socket_path(running.dataplane.bpf_dir());
     let _api = match admin::listen(&api_path) {
@@ -427,6 +439,7 @@ async fn serve(
             running.board_tx.clone(),
             running.proxy.clone(),
             control_tx,
+            sync_counters.clone(),
             std::fs::canonicalize(&running.config_path)
                 .unwrap_or_else(|_| running.config_path.clone()),
         )))),

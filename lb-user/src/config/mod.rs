@@ -17,7 +17,7 @@ pub use proxy::{
     ProxyOptions, ServerSpec, parse_error_page,
 };
 pub use validate::{
-    CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, TrackScriptSpec, VrrpSpec,
+    CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, SyncSpec, TrackScriptSpec, VrrpSpec,
 };
 
 pub use load::{ConfigError, load_file, load_str};

@@ -37,12 +37,33 @@ pub struct Config {
     /// L7 backends (`[[backend]]`, HAProxy `backend`).
     #[serde(default)]
     pub backend: Vec<Backend>,
+    /// Connection-table sync between the nodes (`[sync]`, the role of LVS's sync daemon).
+    pub sync: Option<SyncConfig>,
     /// Where the configuration came from, to locate errors found after loading.
     #[serde(skip)]
     pub origin: Origin,
     /// The values validation parsed (addresses, prefixes).
     #[serde(skip)]
     pub resolved: super::validate::Resolved,
+}
+
+/// `[sync]`: every node sends the flows it starts forwarding to its peers, which write them
+/// into their own connection tables, so flows whose Maglev slot moved (a real added or
+/// removed since they started) and NAT flows keep their real across a failover.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Every node's address (the same list on every node: a node skips its own).
+    pub peers: Vec<Spanned<String>>,
+    /// UDP port (default 7950).
+    #[serde(default = "default_sync_port")]
+    pub port: u16,
+    /// Shared secret (at least 16 bytes): messages carry an HMAC-SHA256 of it.
+    pub key: Spanned<String>,
+}
+
+fn default_sync_port() -> u16 {
+    7950
 }
 
 /// The file a [`Config`] was read from and its text.

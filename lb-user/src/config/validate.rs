@@ -37,10 +37,23 @@ pub struct Resolved {
     pub frontends: Vec<super::proxy::FrontendSpec>,
     /// L7 backends (listens included).
     pub backends: Vec<super::proxy::BackendSpec>,
+    /// Connection-table sync, when configured.
+    pub sync: Option<SyncSpec>,
     /// TUN outer source prefix, IPv4.
     pub tunnel_source_v4: (Ipv4Addr, u8),
     /// TUN outer source prefix, IPv6.
     pub tunnel_source_v6: (Ipv6Addr, u8),
+}
+
+/// A checked `[sync]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSpec {
+    /// Every node's address.
+    pub peers: Vec<IpAddr>,
+    /// UDP port.
+    pub port: u16,
+    /// The shared secret.
+    pub key: Vec<u8>,
 }
 
 /// A checked `[[vrrp]]` instance.
@@ -130,6 +143,7 @@ impl Default for Resolved {
             vrrp: Vec::new(),
             frontends: Vec::new(),
             backends: Vec::new(),
+            sync: None,
             tunnel_source_v4: (Ipv4Addr::UNSPECIFIED, 32),
             tunnel_source_v6: (Ipv6Addr::UNSPECIFIED, 128),
         }
@@ -365,13 +379,47 @@ pub(super) fn validate(config: &Config) -> Result<Resolved, Failure> {
     }
     let (frontends, backends) = super::proxy::validate(config)?;
     let vrrp = validate_vrrp(config, &backends)?;
+    let sync = match &config.sync {
+        None => None,
+        Some(sync) => Some(validate_sync(sync)?),
+    };
     Ok(Resolved {
+        sync,
         l4,
         vrrp,
         frontends,
         backends,
         tunnel_source_v4,
         tunnel_source_v6,
+    })
+}
+
+fn validate_sync(sync: &super::model::SyncConfig) -> Result<SyncSpec, Failure> {
+    let mut peers = Vec::new();
+    for peer in &sync.peers {
+        match peer.get_ref().parse::<IpAddr>() {
+            Ok(addr) => peers.push(addr),
+            Err(_) => {
+                return fail(
+                    peer.span(),
+                    format!("expected an IP address, found `{}`", peer.get_ref()),
+                );
+            }
+        }
+    }
+    if peers.is_empty() {
+        return fail(0..0, "[sync] needs at least one peer".into());
+    }
+    if sync.key.get_ref().len() < 16 {
+        return fail(
+            sync.key.span(),
+            "the sync key must be at least 16 bytes (every node has the same)".into(),
+        );
+    }
+    Ok(SyncSpec {
+        peers,
+        port: sync.port,
+        key: sync.key.get_ref().as_bytes().to_vec(),
     })
 }
 

@@ -262,6 +262,9 @@ impl L4Model {
         if services.iter().any(|s| s.mode == ForwardMode::Nat) {
             settings.flags |= SETTINGS_NAT;
         }
+        if resolved.sync.is_some() {
+            settings.flags |= lb_common::maps::SETTINGS_SYNC;
+        }
         L4Model {
             settings,
             services,

@@ -1,0 +1,380 @@
+//! Connection-table sync between balancer nodes (LVS's sync daemon, for lb). The XDP program
+//! publishes every flow it starts forwarding in a ring buffer (`LB_FLOW_EVENTS`, written only
+//! while `[sync]` is configured); this module sends them to the peers in batches over UDP,
+//! authenticated with HMAC-SHA256 under the shared key, and writes what the peers send into
+//! this node's connection table and NAT table. A flow that starts on the master is then
+//! already known to the backup: after a failover it keeps its real even when Maglev would
+//! choose another now (a real added or removed since), and a NAT flow's replies are turned
+//! back from their first packet.
+//!
+//! Layout: [`wire`] (the message, pure); [`run`] (the task: ring buffer -> peers, peers ->
+//! maps); [`SyncCounters`].
+//!
+//! Entries name their service by key and their real by its identity key, so peers resolve
+//! their own ids; NAT entries name their interface, and the receiver uses its own index and
+//! MAC of that name. Expired flows leave each table by LRU eviction.
+
+pub mod wire;
+
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
+use lb_common::maps::{
+    CONNS_MAP, EVENT_CONN, EVENT_NAT, FLOW_EVENTS_MAP, Flow, FlowEvent, FlowKey, MAX_REALS,
+    NAT_MAP, NatEntry, REALS_MAP, Real, SERVICES_MAP, ServiceKey,
+};
+use tokio::{io::unix::AsyncFd, net::UdpSocket};
+
+use crate::config::SyncSpec;
+use wire::{Entry, MAX_ENTRIES, Message, Senders};
+
+/// What the sync did, for `lb ctl show sync`.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// Flow entries sent to peers (each peer counted).
+    pub sent: AtomicU64,
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Flow entries written into this node's tables.
+    pub applied: AtomicU64,
+    /// Messages refused (bad MAC, version, hash seed, replay, malformed).
+    pub refused: AtomicU64,
+    /// Entries that named a service, real or interface this node does not have.
+    pub unknown: AtomicU64,
+}
+
+impl SyncCounters {
+    /// `show sync`'s answer.
+    pub fn render(&self) -> String {
+        format!(
+            "sent {} received {} applied {} refused {} unknown {}\n",
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+            self.applied.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.unknown.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Errors that stop the sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A pinned map could not be opened.
+    #[error("opening the pinned map {map}: {message}")]
+    Map { map: String, message: String },
+    /// The UDP socket.
+    #[error("sync socket: {0}")]
+    Socket(#[from] io::Error),
+}
+
+/// How long new flows wait for more before they are sent.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
+
+fn open(bpf_dir: &Path, name: &str) -> Result<Map, SyncError> {
+    let failed = |message: String| SyncError::Map {
+        map: name.to_string(),
+        message,
+    };
+    let data = MapData::from_pin(bpf_dir.join(name)).map_err(|e| failed(e.to_string()))?;
+    Map::from_map_data(data).map_err(|e| failed(e.to_string()))
+}
+
+fn map_error(name: &str, error: impl std::fmt::Display) -> SyncError {
+    SyncError::Map {
+        map: name.to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// This node's tables, as the receiving side writes them.
+struct Tables {
+    conns: BpfHashMap<MapData, FlowKey, Flow>,
+    nat: BpfHashMap<MapData, FlowKey, NatEntry>,
+    services: BpfHashMap<MapData, ServiceKey, u32>,
+    reals: Array<MapData, Real>,
+    /// Real ids by identity key, read from the reals map (again at most once a second when
+    /// a key is missing).
+    real_ids: HashMap<u32, u32>,
+    real_ids_read: Option<Instant>,
+    /// This node's index and MAC of each interface name.
+    interfaces: HashMap<String, Option<(u32, [u8; 6])>>,
+}
+
+impl Tables {
+    fn open(bpf_dir: &Path) -> Result<Tables, SyncError> {
+        Ok(Tables {
+            conns: BpfHashMap::try_from(open(bpf_dir, CONNS_MAP)?)
+                .map_err(|e| map_error(CONNS_MAP, e))?,
+            nat: BpfHashMap::try_from(open(bpf_dir, NAT_MAP)?)
+                .map_err(|e| map_error(NAT_MAP, e))?,
+            services: BpfHashMap::try_from(open(bpf_dir, SERVICES_MAP)?)
+                .map_err(|e| map_error(SERVICES_MAP, e))?,
+            reals: Array::try_from(open(bpf_dir, REALS_MAP)?)
+                .map_err(|e| map_error(REALS_MAP, e))?,
+            real_ids: HashMap::new(),
+            real_ids_read: None,
+            interfaces: HashMap::new(),
+        })
+    }
+
+    fn real_id(&mut self, key: u32) -> Option<u32> {
+        if let Some(id) = self.real_ids.get(&key) {
+            return Some(*id);
+        }
+        if self
+            .real_ids_read
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.real_ids_read = Some(Instant::now());
+        self.real_ids = (0..MAX_REALS)
+            .filter_map(|id| {
+                let real = self.reals.get(&id, 0).ok()?;
+                (real.key != 0).then_some((real.key, id))
+            })
+            .collect();
+        self.real_ids.get(&key).copied()
+    }
+
+    fn interface(&mut self, name: &str) -> Option<(u32, [u8; 6])> {
+        self.interfaces
+            .entry(name.to_string())
+            .or_insert_with(|| local_interface(name))
+            .to_owned()
+    }
+
+    /// Writes one peer entry; false when it names something this node does not have.
+    fn apply(&mut self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Conn {
+                flow,
+                service,
+                real_key,
+            } => {
+                let Ok(service_id) = self.services.get(service, 0) else {
+                    return false;
+                };
+                let Some(real_id) = self.real_id(*real_key) else {
+                    return false;
+                };
+                let value = Flow {
+                    real_id,
+                    real_key: *real_key,
+                    service_id,
+                    _pad: 0,
+                };
+                self.conns.insert(flow, value, 0).is_ok()
+            }
+            Entry::Nat {
+                back,
+                vip,
+                vip_port,
+                client_mac,
+                interface,
+            } => {
+                let Some((ifindex, lb_mac)) = self.interface(interface) else {
+                    return false;
+                };
+                let value = NatEntry {
+                    vip: *vip,
+                    vip_port: *vip_port,
+                    _pad: 0,
+                    ifindex,
+                    client_mac: *client_mac,
+                    lb_mac,
+                };
+                self.nat.insert(back, value, 0).is_ok()
+            }
+        }
+    }
+}
+
+/// The index and MAC of this node's interface `name`.
+fn local_interface(name: &str) -> Option<(u32, [u8; 6])> {
+    let index = nix::net::if_::if_nametoindex(name).ok()?;
+    let mac = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter(|a| a.interface_name == name)
+        .find_map(|a| a.address?.as_link_addr()?.addr())?;
+    Some((index, mac))
+}
+
+/// The name of this node's interface with index `index`.
+fn interface_name(index: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(index)
+        .ok()?
+        .into_string()
+        .ok()
+}
+
+/// This node's own addresses (a peer list may name them: it is the same on every node).
+fn own_addresses() -> Vec<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| {
+                    let address = a.address?;
+                    if let Some(v4) = address.as_sockaddr_in() {
+                        return Some(IpAddr::V4(v4.ip()));
+                    }
+                    address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An id for this run of the agent: a restarted node starts its sequence anew under another.
+fn sender_id() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A ring-buffer event as a wire entry (NAT entries name their interface).
+fn to_entry(event: &FlowEvent) -> Option<Entry> {
+    match event.kind {
+        EVENT_CONN => Some(Entry::Conn {
+            flow: event.flow,
+            service: event.service,
+            real_key: event.real_key,
+        }),
+        EVENT_NAT => Some(Entry::Nat {
+            back: event.flow,
+            vip: event.nat.vip,
+            vip_port: event.nat.vip_port,
+            client_mac: event.nat.client_mac,
+            interface: interface_name(event.nat.ifindex)?,
+        }),
+        _ => None,
+    }
+}
+
+/// Runs the sync for the maps pinned in `bpf_dir` until the task is dropped.
+pub async fn run(
+    spec: SyncSpec,
+    bpf_dir: PathBuf,
+    hash_seed: u32,
+    counters: Arc<SyncCounters>,
+) -> Result<(), SyncError> {
+    let ring = RingBuf::try_from(open(&bpf_dir, FLOW_EVENTS_MAP)?)
+        .map_err(|e| map_error(FLOW_EVENTS_MAP, e))?;
+    // SAFETY: the ring owns its descriptor and is moved into the AsyncFd, which deregisters
+    // it before the ring (and so the descriptor) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| SyncError::Socket(e.into()))?;
+    let mut tables = Tables::open(&bpf_dir)?;
+    let own = own_addresses();
+    let peers: Vec<SocketAddr> = spec
+        .peers
+        .iter()
+        .filter(|p| !own.contains(p))
+        .map(|p| SocketAddr::new(*p, spec.port))
+        .collect();
+    let socket = UdpSocket::bind(SocketAddr::new(
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        spec.port,
+    ))
+    .await
+    .or(UdpSocket::bind(SocketAddr::new(
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        spec.port,
+    ))
+    .await)?;
+    tracing::info!(peers = ?peers, port = spec.port, "connection-table sync running");
+    let sender = sender_id();
+    let mut sequence = 0u64;
+    let mut senders = Senders::default();
+    let mut pending: Vec<Entry> = Vec::new();
+    // When the oldest pending entry must be sent at the latest.
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut buffer = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            readable = ring.readable_mut() => {
+                let mut guard = readable?;
+                let events = guard.get_inner_mut();
+                while let Some(item) = events.next() {
+                    if item.len() < std::mem::size_of::<FlowEvent>() {
+                        continue;
+                    }
+                    // SAFETY: the item holds one FlowEvent as the program wrote it (repr(C),
+                    // any byte pattern valid); read unaligned.
+                    let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                    if let Some(entry) = to_entry(&event) {
+                        pending.push(entry);
+                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + BATCH_WINDOW);
+                    }
+                }
+                guard.clear_ready();
+            }
+            () = async { tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)).await }, if flush_at.is_some() => {}
+            received = socket.recv_from(&mut buffer) => {
+                let (len, from) = received?;
+                counters.received.fetch_add(1, Ordering::Relaxed);
+                let admitted = wire::decode(&buffer[..len], &spec.key, hash_seed)
+                    .and_then(|message| senders.admit(&message).map(|()| message));
+                match admitted {
+                    Ok(message) => {
+                        for entry in &message.entries {
+                            if tables.apply(entry) {
+                                counters.applied.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                counters.unknown.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(refused) => {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%from, %refused, "sync message refused");
+                    }
+                }
+            }
+        }
+        // Send what waited long enough, or fills a message.
+        let due = flush_at.is_some_and(|at| tokio::time::Instant::now() >= at);
+        if due {
+            flush_at = None;
+        }
+        while pending.len() >= MAX_ENTRIES || (due && !pending.is_empty()) {
+            let take = pending.len().min(MAX_ENTRIES);
+            let entries: Vec<Entry> = pending.drain(..take).collect();
+            sequence += 1;
+            let message = wire::encode(
+                &Message {
+                    hash_seed,
+                    sender,
+                    sequence,
+                    entries,
+                },
+                &spec.key,
+            );
+            for peer in &peers {
+                if socket.send_to(&message, peer).await.is_ok() {
+                    counters.sent.fetch_add(take as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        if !pending.is_empty() && flush_at.is_none() {
+            flush_at = Some(tokio::time::Instant::now() + BATCH_WINDOW);
+        }
+    }
+}
