@@ -396,11 +396,12 @@ fn clean_stop_and_preemption_lose_no_probe() {
 const SYNC: &str =
     "\n[sync]\npeers = [\"10.0.5.11\", \"10.0.5.12\"]\nkey = \"lab sync key, 16+ bytes\"\n";
 
-/// Connection-table sync: flows start on node1; a fourth real joins (reload on both nodes),
-/// so Maglev now sends about a quarter of those flows' slots elsewhere; node1 keeps them by
-/// its connection table, and node2 has the same entries from the sync. node1 is killed: every
-/// flow stays on its real through node2. (Without the sync, the moved quarter would reach
-/// another real and be reset.)
+/// Connection-table sync: flows start on node1 while it runs alone; node2 joins and asks for
+/// a copy of node1's tables; a fourth real joins (reload on both nodes), so Maglev now sends
+/// about a quarter of those flows' slots elsewhere; node1 keeps them by its connection table,
+/// and node2 has the same entries from the copy. node1 is killed: every flow stays on its
+/// real through node2. (Without the sync, the moved quarter reaches another real and is
+/// reset: checked by hand with `[sync]` left out.)
 #[test]
 fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     require_root();
@@ -419,10 +420,8 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
         )
         .unwrap_or_else(|e| panic!("{node}: {e:#}"))
     };
-    let node2 = agent("node2", &dir2, 100);
     let node1 = agent("node1", &dir1, 150);
     wait_for_vip(&lab, "node1");
-    std::thread::sleep(Duration::from_millis(300));
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = {
         let stop = stop.clone();
@@ -440,6 +439,9 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
             .expect("client")
     };
     std::thread::sleep(Duration::from_secs(1));
+    // node2 joins the running flows: its copy request brings them.
+    let node2 = agent("node2", &dir2, 100);
+    std::thread::sleep(Duration::from_millis(1500));
     // A fourth real on both nodes.
     for (node, dir, priority) in [(&node1, &dir1, 150), (&node2, &dir2, 100)] {
         node.reload(&config_with(dir, priority, "dr", 4, SYNC))
@@ -451,6 +453,7 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     // A message under another key (a forgery) is refused and counted, and changes nothing.
     let forged = lb::sync::wire::encode(
         &lb::sync::wire::Message {
+            kind: lb::sync::wire::Kind::Flows,
             hash_seed: 0x5eed,
             sender: 1,
             sequence: 1,

@@ -12,7 +12,9 @@
 //!
 //! Entries name their service by key and their real by its identity key, so peers resolve
 //! their own ids; NAT entries name their interface, and the receiver uses its own index and
-//! MAC of that name. Expired flows leave each table by LRU eviction.
+//! MAC of that name. Expired flows leave each table by LRU eviction. A node that starts asks
+//! its peers for a copy of their tables (three times, a second apart: UDP may lose one), so it
+//! knows the flows that were running before it joined.
 
 pub mod wire;
 
@@ -31,12 +33,12 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
 use lb_common::maps::{
     CONNS_MAP, EVENT_CONN, EVENT_NAT, FLOW_EVENTS_MAP, Flow, FlowEvent, FlowKey, MAX_REALS,
-    NAT_MAP, NatEntry, REALS_MAP, Real, SERVICES_MAP, ServiceKey,
+    NAT_MAP, NatEntry, REALS_MAP, Real, SERVICE_TABLE_MAP, SERVICES_MAP, Service, ServiceKey,
 };
 use tokio::{io::unix::AsyncFd, net::UdpSocket};
 
 use crate::config::SyncSpec;
-use wire::{Entry, MAX_ENTRIES, Message, Senders};
+use wire::{Entry, Kind, MAX_ENTRIES, Message, Senders};
 
 /// What the sync did, for `lb ctl show sync`.
 #[derive(Debug, Default)]
@@ -102,6 +104,7 @@ struct Tables {
     conns: BpfHashMap<MapData, FlowKey, Flow>,
     nat: BpfHashMap<MapData, FlowKey, NatEntry>,
     services: BpfHashMap<MapData, ServiceKey, u32>,
+    service_table: Array<MapData, Service>,
     reals: Array<MapData, Real>,
     /// Real ids by identity key, read from the reals map (again at most once a second when
     /// a key is missing).
@@ -120,6 +123,8 @@ impl Tables {
                 .map_err(|e| map_error(NAT_MAP, e))?,
             services: BpfHashMap::try_from(open(bpf_dir, SERVICES_MAP)?)
                 .map_err(|e| map_error(SERVICES_MAP, e))?,
+            service_table: Array::try_from(open(bpf_dir, SERVICE_TABLE_MAP)?)
+                .map_err(|e| map_error(SERVICE_TABLE_MAP, e))?,
             reals: Array::try_from(open(bpf_dir, REALS_MAP)?)
                 .map_err(|e| map_error(REALS_MAP, e))?,
             real_ids: HashMap::new(),
@@ -153,6 +158,34 @@ impl Tables {
             .entry(name.to_string())
             .or_insert_with(|| local_interface(name))
             .to_owned()
+    }
+
+    /// Every entry of this node's tables, for a peer's copy.
+    fn copy(&self) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for (flow, value) in self.conns.iter().filter_map(Result::ok) {
+            let Ok(service) = self.service_table.get(&value.service_id, 0) else {
+                continue;
+            };
+            entries.push(Entry::Conn {
+                flow,
+                service: service.key,
+                real_key: value.real_key,
+            });
+        }
+        for (back, value) in self.nat.iter().filter_map(Result::ok) {
+            let Some(interface) = interface_name(value.ifindex) else {
+                continue;
+            };
+            entries.push(Entry::Nat {
+                back,
+                vip: value.vip,
+                vip_port: value.vip_port,
+                client_mac: value.client_mac,
+                interface,
+            });
+        }
+        entries
     }
 
     /// Writes one peer entry; false when it names something this node does not have.
@@ -307,6 +340,9 @@ pub async fn run(
     // When the oldest pending entry must be sent at the latest.
     let mut flush_at: Option<tokio::time::Instant> = None;
     let mut buffer = vec![0u8; 2048];
+    // Copy requests go out at start and twice more, a second apart.
+    let mut copy_requests = tokio::time::interval(Duration::from_secs(1));
+    let mut copy_requests_left = 3u8;
     loop {
         tokio::select! {
             readable = ring.readable_mut() => {
@@ -327,12 +363,37 @@ pub async fn run(
                 guard.clear_ready();
             }
             () = async { tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)).await }, if flush_at.is_some() => {}
+            _ = copy_requests.tick(), if copy_requests_left > 0 => {
+                copy_requests_left -= 1;
+                sequence += 1;
+                let request = wire::encode(
+                    &Message { kind: Kind::CopyRequest, hash_seed, sender, sequence, entries: Vec::new() },
+                    &spec.key,
+                );
+                for peer in &peers {
+                    let _ = socket.send_to(&request, peer).await;
+                }
+            }
             received = socket.recv_from(&mut buffer) => {
                 let (len, from) = received?;
                 counters.received.fetch_add(1, Ordering::Relaxed);
                 let admitted = wire::decode(&buffer[..len], &spec.key, hash_seed)
                     .and_then(|message| senders.admit(&message).map(|()| message));
                 match admitted {
+                    Ok(message) if message.kind == Kind::CopyRequest => {
+                        let copy = tables.copy();
+                        tracing::info!(%from, entries = copy.len(), "sending a copy of the tables");
+                        for entries in copy.chunks(MAX_ENTRIES) {
+                            sequence += 1;
+                            let bytes = wire::encode(
+                                &Message { kind: Kind::Flows, hash_seed, sender, sequence, entries: entries.to_vec() },
+                                &spec.key,
+                            );
+                            if socket.send_to(&bytes, from).await.is_ok() {
+                                counters.sent.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
                     Ok(message) => {
                         for entry in &message.entries {
                             if tables.apply(entry) {
@@ -360,6 +421,7 @@ pub async fn run(
             sequence += 1;
             let message = wire::encode(
                 &Message {
+                    kind: Kind::Flows,
                     hash_seed,
                     sender,
                     sequence,

@@ -3,7 +3,7 @@
 //! architecture agree.
 //!
 //! ```text
-//! header (32 bytes): "LBSY" | version u8 | 3 zero bytes | hash seed u32 | sender u64 |
+//! header (32 bytes): "LBSY" | version u8 | kind u8 | 2 zero bytes | hash seed u32 | sender u64 |
 //!                    sequence u64 | entries u16 | 2 zero bytes
 //! entry (104 bytes): kind u8 | family u8 | protocol u8 | 0 | flow src [16] | flow dst [16] |
 //!                    src port u16 | dst port u16 | real key u32 | service addr [16] |
@@ -11,6 +11,9 @@
 //!                    NAT VIP [16] | NAT VIP port u16 | client MAC [6] | interface name [16]
 //! mac (32 bytes):    HMAC-SHA256(key, header | entries)
 //! ```
+//!
+//! Kind 0 carries flows; kind 1 (no entries) asks the receiver for a copy of its whole tables,
+//! which a node sends when it starts, so a node that joins knows the flows already running.
 //!
 //! Addresses are the maps' network-order words, sent byte for byte; ports and keys big-endian.
 //! The receiver refuses a message whose MAC, version, hash seed or sequence (each sender's
@@ -51,9 +54,21 @@ pub enum Entry {
     },
 }
 
+/// What a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// Flows (new ones, or part of a copy).
+    #[default]
+    Flows,
+    /// A request for a copy of the receiver's tables.
+    CopyRequest,
+}
+
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// What it is for.
+    pub kind: Kind,
     /// The sending node's hash seed (must equal the receiver's).
     pub hash_seed: u32,
     /// The sender's id, random per start.
@@ -114,7 +129,11 @@ fn mac(key: &[u8], bytes: &[u8]) -> [u8; MAC] {
 pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + ENTRY * message.entries.len() + MAC);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, 0, 0, 0]);
+    let kind = match message.kind {
+        Kind::Flows => 0,
+        Kind::CopyRequest => 1,
+    };
+    out.extend_from_slice(&[VERSION, kind, 0, 0]);
     out.extend_from_slice(&message.hash_seed.to_be_bytes());
     out.extend_from_slice(&message.sender.to_be_bytes());
     out.extend_from_slice(&message.sequence.to_be_bytes());
@@ -180,6 +199,11 @@ pub fn decode(bytes: &[u8], key: &[u8], hash_seed: u32) -> Result<Message, Refus
     if body[4] != VERSION {
         return Err(Refused::Version(body[4]));
     }
+    let kind = match body[5] {
+        0 => Kind::Flows,
+        1 => Kind::CopyRequest,
+        _ => return Err(Refused::Malformed),
+    };
     let be32 = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
     let be64 = |at: usize| {
         let mut b = [0u8; 8];
@@ -235,6 +259,7 @@ pub fn decode(bytes: &[u8], key: &[u8], hash_seed: u32) -> Result<Message, Refus
         entries.push(entry);
     }
     Ok(Message {
+        kind,
         hash_seed: seed,
         sender: be64(12),
         sequence: be64(20),
@@ -275,6 +300,7 @@ mod tests {
             _pad: [0; 2],
         };
         Message {
+            kind: Kind::Flows,
             hash_seed: 0x5eed,
             sender: 7,
             sequence: 1,
