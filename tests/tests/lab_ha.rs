@@ -401,7 +401,8 @@ const SYNC: &str =
 /// about a quarter of those flows' slots elsewhere; node1 keeps them by its connection table,
 /// and node2 has the same entries from the copy. node1 is killed: every flow stays on its
 /// real through node2. (Without the sync, the moved quarter reaches another real and is
-/// reset: checked by hand with `[sync]` left out.)
+/// reset: checked by hand with `[sync]` left out.) node1 then returns as a new machine,
+/// takes node2's copy before it preempts, and the flows carry on through it.
 #[test]
 fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     require_root();
@@ -478,8 +479,27 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     let shown = node2.ctl("show sync").expect("show sync");
     lab.stop(node1.pid(), Signal::SIGKILL).expect("kill node1");
     std::thread::sleep(Duration::from_secs(2));
+    // node1 returns with nothing pinned (a new machine: its old pins, link included, go): it
+    // gets node2's copy, and only then preempts; the flows stay on their reals through it.
+    drop(dir1);
+    let fresh = unique_bpf_dir();
+    let node1 = RunningAgent::start(
+        &lab,
+        lab.host("node1"),
+        &config_with(&fresh, 150, "dr", 4, SYNC),
+        &fresh,
+        &[],
+    )
+    .expect("node1 again");
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let returned = node1.ctl("show sync").expect("show sync");
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
+    assert!(
+        !returned.contains("applied 0 "),
+        "the returning node applied the copy: {returned}"
+    );
     let applied: u64 = shown
         .split_whitespace()
         .skip_while(|w| *w != "applied")

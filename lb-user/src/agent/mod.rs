@@ -244,19 +244,21 @@ fn start_instance(
     start: vrrp::instance::Start,
     ownership: &watch::Sender<Ownership>,
     applied: &watch::Receiver<Ownership>,
+    copied: &watch::Receiver<bool>,
     board: &watch::Receiver<HealthBoard>,
     runtime: &tokio::runtime::Handle,
 ) -> Instance {
     let (stop, stopped) = tokio::sync::oneshot::channel::<Stop>();
     let ownership = ownership.clone();
     let applied = Some(applied.clone());
+    let copied = Some(copied.clone());
     let board = Some(board.clone());
     let run_spec = spec.clone();
     let task = runtime.spawn(async move {
         let name = run_spec.name.clone();
         let stopped = async move { stopped.await.unwrap_or(Stop::Leave) };
         if let Err(error) =
-            vrrp::instance::run(run_spec, start, ownership, applied, board, stopped).await
+            vrrp::instance::run(run_spec, start, ownership, applied, copied, board, stopped).await
         {
             tracing::error!(%error, instance = %name, "VRRP instance stopped");
         }
@@ -294,6 +296,8 @@ struct Running<'a> {
     /// What the maps reflect of `ownership_tx`: new masters wait for it before announcing.
     applied_tx: watch::Sender<Ownership>,
     applied_rx: watch::Receiver<Ownership>,
+    /// Whether the connection-table copy from the peers is complete (always, without sync).
+    copied_rx: watch::Receiver<bool>,
     instances: Vec<Instance>,
     /// VRRP instances run on this thread: the proxy cannot delay their advertisements.
     vrrp_thread: crate::runtime_thread::RuntimeThread,
@@ -360,6 +364,7 @@ async fn serve(
             .collect(),
     );
     let (applied_tx, applied_rx) = watch::channel(seeded.clone());
+    let (copied_tx, copied_rx) = watch::channel(config.resolved.sync.is_none());
     let (ownership_tx, mut ownership_rx) = watch::channel(seeded);
     let resolver = Resolver::new()?;
     let addrs = real_addresses(model);
@@ -399,6 +404,7 @@ async fn serve(
         ownership_tx,
         applied_tx,
         applied_rx,
+        copied_rx,
         instances: Vec::new(),
         vrrp_thread: crate::runtime_thread::RuntimeThread::start("lb-vrrp")
             .map_err(AgentError::Vrrp)?,
@@ -426,7 +432,7 @@ async fn serve(
         let bpf_dir = running.dataplane.bpf_dir().to_path_buf();
         let seed = running.config.global.hash_seed;
         AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = crate::sync::run(spec, bpf_dir, seed, counters).await {
+            if let Err(error) = crate::sync::run(spec, bpf_dir, seed, counters, copied_tx).await {
                 tracing::error!(%error, "connection-table sync stopped");
             }
         }))
@@ -459,6 +465,7 @@ async fn serve(
             start,
             &running.ownership_tx,
             &running.applied_rx,
+            &running.copied_rx,
             &running.board_rx,
             running.vrrp_thread.handle(),
         );

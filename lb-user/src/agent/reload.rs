@@ -125,6 +125,7 @@ impl Running<'_> {
                     crate::vrrp::instance::Start::Elect,
                     &self.ownership_tx,
                     &self.applied_rx,
+                    &self.copied_rx,
                     &self.board_rx,
                     self.vrrp_thread.handle(),
                 ));

@@ -14,7 +14,8 @@
 //! their own ids; NAT entries name their interface, and the receiver uses its own index and
 //! MAC of that name. Expired flows leave each table by LRU eviction. A node that starts asks
 //! its peers for a copy of their tables (three times, a second apart: UDP may lose one), so it
-//! knows the flows that were running before it joined.
+//! knows the flows that were running before it joined; until a copy is complete (or 4 s have
+//! passed) its VRRP instances do not preempt.
 
 pub mod wire;
 
@@ -301,12 +302,17 @@ fn to_entry(event: &FlowEvent) -> Option<Entry> {
     }
 }
 
-/// Runs the sync for the maps pinned in `bpf_dir` until the task is dropped.
+/// How long a node waits for its copy before it stops holding preemption anyway.
+const COPY_PATIENCE: Duration = Duration::from_secs(4);
+
+/// Runs the sync for the maps pinned in `bpf_dir` until the task is dropped; `copied` turns
+/// true when a peer's copy of its tables has arrived (or the wait for one ran out).
 pub async fn run(
     spec: SyncSpec,
     bpf_dir: PathBuf,
     hash_seed: u32,
     counters: Arc<SyncCounters>,
+    copied: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), SyncError> {
     let ring = RingBuf::try_from(open(&bpf_dir, FLOW_EVENTS_MAP)?)
         .map_err(|e| map_error(FLOW_EVENTS_MAP, e))?;
@@ -333,6 +339,10 @@ pub async fn run(
     ))
     .await)?;
     tracing::info!(peers = ?peers, port = spec.port, "connection-table sync running");
+    if peers.is_empty() {
+        copied.send_replace(true);
+    }
+    let copy_deadline = tokio::time::Instant::now() + COPY_PATIENCE;
     let sender = sender_id();
     let mut sequence = 0u64;
     let mut senders = Senders::default();
@@ -363,6 +373,10 @@ pub async fn run(
                 guard.clear_ready();
             }
             () = async { tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)).await }, if flush_at.is_some() => {}
+            () = tokio::time::sleep_until(copy_deadline), if !*copied.borrow() => {
+                tracing::warn!("no peer sent a copy of its tables in time; preempting is allowed again");
+                copied.send_replace(true);
+            }
             _ = copy_requests.tick(), if copy_requests_left > 0 => {
                 copy_requests_left -= 1;
                 sequence += 1;
@@ -392,6 +406,18 @@ pub async fn run(
                             if socket.send_to(&bytes, from).await.is_ok() {
                                 counters.sent.fetch_add(entries.len() as u64, Ordering::Relaxed);
                             }
+                        }
+                        sequence += 1;
+                        let done = wire::encode(
+                            &Message { kind: Kind::CopyDone, hash_seed, sender, sequence, entries: Vec::new() },
+                            &spec.key,
+                        );
+                        let _ = socket.send_to(&done, from).await;
+                    }
+                    Ok(message) if message.kind == Kind::CopyDone => {
+                        if !*copied.borrow() {
+                            tracing::info!(%from, "copy of the peer's tables complete");
+                            copied.send_replace(true);
                         }
                     }
                     Ok(message) => {

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Kind 0 carries flows; kind 1 (no entries) asks the receiver for a copy of its whole tables,
-//! which a node sends when it starts, so a node that joins knows the flows already running.
+//! which a node sends when it starts, so a node that joins knows the flows already running;
+//! kind 2 (no entries) ends such a copy.
 //!
 //! Addresses are the maps' network-order words, sent byte for byte; ports and keys big-endian.
 //! The receiver refuses a message whose MAC, version, hash seed or sequence (each sender's
@@ -62,6 +63,8 @@ pub enum Kind {
     Flows,
     /// A request for a copy of the receiver's tables.
     CopyRequest,
+    /// The end of a copy.
+    CopyDone,
 }
 
 /// A decoded message.
@@ -132,6 +135,7 @@ pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
     let kind = match message.kind {
         Kind::Flows => 0,
         Kind::CopyRequest => 1,
+        Kind::CopyDone => 2,
     };
     out.extend_from_slice(&[VERSION, kind, 0, 0]);
     out.extend_from_slice(&message.hash_seed.to_be_bytes());
@@ -202,6 +206,7 @@ pub fn decode(bytes: &[u8], key: &[u8], hash_seed: u32) -> Result<Message, Refus
     let kind = match body[5] {
         0 => Kind::Flows,
         1 => Kind::CopyRequest,
+        2 => Kind::CopyDone,
         _ => return Err(Refused::Malformed),
     };
     let be32 = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);

@@ -71,6 +71,9 @@ pub enum Event {
     Takeover,
     /// A sync-group peer stepped down: step down too, telling backups with priority 0.
     Resign,
+    /// Hold off preemption (true) until this node's copy of the connection table is
+    /// complete, or stop holding (false).
+    HoldPreempt(bool),
 }
 
 /// What the runtime must do, in order.
@@ -105,6 +108,8 @@ pub struct Fsm {
     /// A master that said goodbye (priority 0) and keeps its addresses until the new
     /// master is heard (make-before-break).
     leaving: bool,
+    /// Preemption waits (for the connection-table copy).
+    hold_preempt: bool,
 }
 
 /// One centisecond.
@@ -121,6 +126,7 @@ impl Fsm {
             now: Duration::ZERO,
             started: Duration::ZERO,
             leaving: false,
+            hold_preempt: false,
         }
     }
 
@@ -203,6 +209,7 @@ impl Fsm {
         self.now = now;
         let mut actions = Vec::new();
         match (self.state, event) {
+            (_, Event::HoldPreempt(hold)) => self.hold_preempt = hold,
             (_, Event::Priority(priority)) => {
                 // A new priority shows in the next advertisement; a backup's own skew changes
                 // with it from the next timer start.
@@ -274,7 +281,8 @@ impl Fsm {
                     ..
                 },
             ) => {
-                let in_preempt_delay = self.now < self.started + self.params.preempt_delay;
+                let in_preempt_delay =
+                    self.now < self.started + self.params.preempt_delay || self.hold_preempt;
                 if priority == 0 {
                     // 6.4.2: the master is leaving; take over after Skew_Time.
                     actions.push(Action::SetTimer(self.skew()));
@@ -545,6 +553,25 @@ mod tests {
                 Action::RemoveAddresses,
                 Action::Entered(State::Initialize),
             ]
+        );
+    }
+
+    #[test]
+    fn a_held_backup_accepts_a_lower_master_until_released() {
+        let mut fsm = Fsm::new(params(150));
+        fsm.handle(Event::HoldPreempt(true), T0);
+        fsm.handle(Event::Startup, T0);
+        let down = fsm.master_down_interval();
+        // A lower-priority master is accepted while the copy is not complete.
+        assert_eq!(
+            fsm.handle(advert("192.168.1.20", 100, 100), Duration::from_secs(1)),
+            vec![Action::SetTimer(down)]
+        );
+        fsm.handle(Event::HoldPreempt(false), Duration::from_secs(2));
+        // Released: it is discarded again, so the timer runs out and this node preempts.
+        assert_eq!(
+            fsm.handle(advert("192.168.1.20", 100, 100), Duration::from_secs(3)),
+            vec![]
         );
     }
 

@@ -291,12 +291,14 @@ pub enum Stop {
 const APPLY_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Runs the instance until `shutdown` resolves, then stops as it says. `applied` is what the
-/// data plane has applied of `ownership`, when one listens.
+/// data plane has applied of `ownership`, when one listens; `copied`, when connection-table
+/// sync runs, whether this node's copy of its peers' tables is complete (preemption waits).
 pub async fn run(
     spec: VrrpSpec,
     start: Start,
     ownership: watch::Sender<Ownership>,
     applied: Option<watch::Receiver<Ownership>>,
+    mut copied: Option<watch::Receiver<bool>>,
     board: Option<watch::Receiver<crate::health::HealthBoard>>,
     shutdown: impl Future<Output = Stop>,
 ) -> Result<(), InstanceError> {
@@ -367,6 +369,9 @@ pub async fn run(
         Start::Elect => Event::Startup,
         Start::Resume => Event::Resume,
     };
+    if copied.as_mut().is_some_and(|c| !*c.borrow_and_update()) {
+        fsm.handle(Event::HoldPreempt(true), Duration::ZERO);
+    }
     let actions = fsm.handle(first, Duration::ZERO);
     runtime.perform(actions).await;
     let mut refresh = spec.garp_refresh.map(tokio::time::interval);
@@ -376,6 +381,16 @@ pub async fn run(
         let next_burst = runtime.bursts.first().copied();
         tokio::select! {
             stop = &mut shutdown => break stop,
+            changed = async { copied.as_mut().expect("guarded").changed().await }, if copied.is_some() => {
+                match changed {
+                    Ok(()) if *copied.as_mut().expect("guarded").borrow_and_update() => {
+                        fsm.handle(Event::HoldPreempt(false), started.elapsed());
+                        copied = None;
+                    }
+                    Ok(()) => {}
+                    Err(_) => copied = None,
+                }
+            }
             () = async { tokio::time::sleep_until(next_burst.unwrap_or_else(Instant::now)).await }, if next_burst.is_some() => {
                 runtime.bursts.remove(0);
                 if fsm.state() == State::Master {
