@@ -1,11 +1,13 @@
 //! Netns lab: two balancer nodes as one system. Both run the same configuration (the hash
-//! seed included) with a VRRP instance owning the VIP and an L4 service on it in DR mode,
-//! forwarded by XDP on the master only; three reals and a client share the segment. Thirty
-//! long-lived connections stream through the VIP while the master is killed, returns and
-//! preempts, and is stopped cleanly: none is reset, none loses an exchange, each stays on its
-//! real (both nodes build the same Maglev tables). While a node is backup its XDP forwards
-//! nothing (VIP packets that reach it are passed to its stack untouched and counted as
-//! `VipInactive`). Needs root.
+//! seed included) with a VRRP instance owning the VIP and an L4 service on it (DR, TUN or
+//! NAT), forwarded by XDP on the master only; three reals and a client share the segment.
+//! Fifty long-lived connections stream through the VIP while the master is killed, returns
+//! and preempts, is stopped cleanly, returns again and loses its link: none is reset, none
+//! loses an exchange, each stays on its real (both nodes build the same Maglev tables). While
+//! a node is backup its XDP forwards nothing (service packets that reach it are dropped and
+//! counted as `VipInactive`). Also: a clean stop and a preemption lose no probe
+//! (make-before-break), and with `[sync]` flows keep their real even when the real set
+//! changed before the failover. Needs root.
 
 use std::{
     sync::{
@@ -30,7 +32,7 @@ use tokio::{
 };
 
 const REALS: usize = 3;
-const FLOWS: usize = 30;
+const FLOWS: usize = 50;
 const PORT: u16 = 7000;
 
 fn real_addr(i: usize) -> String {
@@ -156,6 +158,23 @@ struct Flow {
     failure: Option<String>,
 }
 
+/// `FLOWS` streaming connections from the client until `stop`; joined, what each saw.
+fn start_streaming(lab: &Lab, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Flow>> {
+    let stop = stop.clone();
+    lab.host("client")
+        .spawn(move || async move {
+            let tasks: Vec<_> = (0..FLOWS)
+                .map(|id| tokio::spawn(stream(id, stop.clone())))
+                .collect();
+            let mut flows = Vec::new();
+            for task in tasks {
+                flows.push(task.await.expect("flow task"));
+            }
+            flows
+        })
+        .expect("client")
+}
+
 /// One connection: an exchange every 20 ms until `stop`.
 async fn stream(id: usize, stop: Arc<AtomicBool>) -> Flow {
     let vip = format!("{SEGMENT_VIP}:{PORT}");
@@ -264,21 +283,7 @@ fn flows_survive(mode: &str) {
         .expect("probe thread");
     assert!(probe, "the VIP never answered");
 
-    let streaming = {
-        let stop = stop.clone();
-        lab.host("client")
-            .spawn(move || async move {
-                let tasks: Vec<_> = (0..FLOWS)
-                    .map(|id| tokio::spawn(stream(id, stop.clone())))
-                    .collect();
-                let mut flows = Vec::new();
-                for task in tasks {
-                    flows.push(task.await.expect("flow task"));
-                }
-                flows
-            })
-            .expect("client")
-    };
+    let streaming = start_streaming(&lab, &stop);
     let backup_tx = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
@@ -297,6 +302,19 @@ fn flows_survive(mode: &str) {
     std::thread::sleep(Duration::from_secs(2));
     // node1 stops cleanly; node2 takes over again.
     lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
+    std::thread::sleep(Duration::from_secs(2));
+    // node1 returns once more, preempts, and loses its link: node2 takes over.
+    let _node1 = start_in(&lab, "node1", &dir1, 150, mode);
+    wait_for_vip(&lab, "node1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let down = lab
+        .host("node1")
+        .command("ip")
+        .expect("ip")
+        .args(["link", "set", "eth0", "down"])
+        .status()
+        .expect("ip link");
+    assert!(down.success(), "link down");
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
@@ -424,21 +442,7 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     let node1 = agent("node1", &dir1, 150);
     wait_for_vip(&lab, "node1");
     let stop = Arc::new(AtomicBool::new(false));
-    let streaming = {
-        let stop = stop.clone();
-        lab.host("client")
-            .spawn(move || async move {
-                let tasks: Vec<_> = (0..FLOWS)
-                    .map(|id| tokio::spawn(stream(id, stop.clone())))
-                    .collect();
-                let mut flows = Vec::new();
-                for task in tasks {
-                    flows.push(task.await.expect("flow task"));
-                }
-                flows
-            })
-            .expect("client")
-    };
+    let streaming = start_streaming(&lab, &stop);
     std::thread::sleep(Duration::from_secs(1));
     // node2 joins the running flows: its copy request brings them.
     let node2 = agent("node2", &dir2, 100);
