@@ -1,8 +1,9 @@
 //! VRRP failover benchmark: the client-visible outage when the master node dies (its link goes
-//! down and the daemon gets SIGKILL) and when the daemon stops cleanly (SIGTERM: priority 0),
-//! lb against keepalived with the same settings, measured by a client probing the VIP every
-//! 10 ms: from the stop (or the old master's last answer, if later) to the new master's first
-//! answer. Fresh lab per sample.
+//! down and the daemon gets SIGKILL), when the daemon stops cleanly (SIGTERM: priority 0) and
+//! when a higher-priority node returns and preempts, lb against keepalived with the same
+//! settings, measured by a client probing the VIP every 10 ms: from the event (or the old
+//! master's last answer, if later) to the new master's first answer, and the probes that got
+//! no answer in between. Fresh lab per sample.
 
 use std::{
     net::SocketAddr,
@@ -30,6 +31,8 @@ enum Daemon {
 enum Stop {
     Kill,
     Clean,
+    /// node1 (higher priority) starts while node2 is master.
+    Preempt,
 }
 
 /// (version, advert in ms).
@@ -136,14 +139,15 @@ fn stop(lab: &Lab, node: Node, how: Stop) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One sample: the gap between the last answer from node1 and the first from node2.
+/// One sample: the gap between the old master's last answer and the new one's first, and the
+/// probes lost in between (node1 to node2 on a stop, node2 to node1 on a preemption).
 fn sample(
     daemon: Daemon,
     how: Stop,
     version: u8,
     advert_ms: u64,
     rep: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, u32)> {
     let lab = vrrp_segment(&format!("fo{rep}"), 2).build()?;
     for i in 1..=2 {
         let name = format!("node{i}");
@@ -152,32 +156,44 @@ fn sample(
             line_echo_server(listener, name, Duration::from_secs(60)).await;
         })?;
     }
-    let _backup = start(&lab, "node2", daemon, 100, version, advert_ms)?;
-    let master = start(&lab, "node1", daemon, 150, version, advert_ms)?;
+    let _node2 = start(&lab, "node2", daemon, 100, version, advert_ms)?;
+    let master = if how == Stop::Preempt {
+        None
+    } else {
+        Some(start(&lab, "node1", daemon, 150, version, advert_ms)?)
+    };
+    let (old, new) = if how == Stop::Preempt {
+        ("node2", "node1")
+    } else {
+        ("node1", "node2")
+    };
     let vip: SocketAddr = format!("{SEGMENT_VIP}:7000").parse()?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let stopped_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
     let stopped = stopped_at.clone();
     let prober = lab.host("client").spawn(move || async move {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last_node1 = None;
+        let mut last_old = None;
         let mut told = false;
+        let mut lost = 0u32;
         while Instant::now() < deadline {
             let started = Instant::now();
-            match who_answers(vip, Duration::from_millis(20)).await.as_deref() {
-                Some("node1") => {
-                    last_node1 = Some(Instant::now());
+            let answer = who_answers(vip, Duration::from_millis(20)).await;
+            match answer.as_deref() {
+                Some(name) if name == old => {
+                    last_old = Some(Instant::now());
                     if !told {
                         let _ = ready_tx.send(());
                         told = true;
                     }
                 }
-                Some("node2") if told => {
-                    // Outage: from the later of the stop and the old master's last answer.
+                Some(name) if name == new && told => {
+                    // Outage: from the later of the event and the old master's last answer.
                     let stop = stopped.lock().ok().and_then(|s| *s)?;
-                    let from = last_node1.map_or(stop, |t: Instant| t.max(stop));
-                    return Some(from.elapsed());
+                    let from = last_old.map_or(stop, |t: Instant| t.max(stop));
+                    return Some((from.elapsed(), lost));
                 }
+                None if told && stopped.lock().ok().and_then(|s| *s).is_some() => lost += 1,
                 _ => {}
             }
             tokio::time::sleep(Duration::from_millis(10).saturating_sub(started.elapsed())).await;
@@ -186,8 +202,22 @@ fn sample(
     })?;
     ready_rx
         .recv_timeout(Duration::from_secs(15))
-        .context("node1 never became master")?;
+        .with_context(|| format!("{old} never became master"))?;
     std::thread::sleep(Duration::from_millis(300));
+    if how == Stop::Preempt {
+        if let Ok(mut at) = stopped_at.lock() {
+            *at = Some(Instant::now());
+        }
+        let _node1 = start(&lab, "node1", daemon, 150, version, advert_ms)?;
+        return match prober
+            .join()
+            .map_err(|_| anyhow::anyhow!("prober panicked"))?
+        {
+            Some(gap) => Ok(gap),
+            None => bail!("node1 never answered after it returned"),
+        };
+    }
+    let master = master.context("node1 runs")?;
     if how == Stop::Kill {
         // A crashed node goes silent as a whole: its link first, then the daemon.
         let status = lab
@@ -218,42 +248,47 @@ pub fn failover() -> anyhow::Result<()> {
         reps()
     );
     println!(
-        "{:<22} {:<14} {:>26} {:>26} {:>8}",
-        "settings", "stop", "lb", "keepalived", "lb/ka"
+        "{:<22} {:<14} {:>34} {:>34} {:>8}",
+        "settings", "event", "lb (lost probes)", "keepalived (lost probes)", "lb/ka"
     );
     for (version, advert_ms) in SETTINGS {
-        for how in [Stop::Kill, Stop::Clean] {
+        for how in [Stop::Kill, Stop::Clean, Stop::Preempt] {
             let mut medians = Vec::new();
             let mut cells = Vec::new();
             for daemon in [Daemon::Lb, Daemon::Keepalived] {
                 let mut gaps = Vec::new();
+                let mut lost = Vec::new();
                 for rep in 0..reps() {
-                    let gap = sample(daemon, how, version, advert_ms, rep).with_context(|| {
-                        format!("{daemon:?} {how:?} v{version} {advert_ms} ms rep {rep}")
-                    })?;
+                    let (gap, lost_probes) = sample(daemon, how, version, advert_ms, rep)
+                        .with_context(|| {
+                            format!("{daemon:?} {how:?} v{version} {advert_ms} ms rep {rep}")
+                        })?;
                     gaps.push(gap.as_secs_f64() * 1000.0);
+                    lost.push(lost_probes);
                 }
                 gaps.sort_by(f64::total_cmp);
+                lost.sort_unstable();
                 let median = gaps[gaps.len() / 2];
                 medians.push(median);
                 cells.push(format!(
-                    "{median:.0} ms [{:.0}-{:.0}]",
+                    "{median:.0} ms [{:.0}-{:.0}] ({} lost)",
                     gaps[0],
-                    gaps[gaps.len() - 1]
+                    gaps[gaps.len() - 1],
+                    lost[lost.len() / 2]
                 ));
             }
-            let stop = if how == Stop::Kill {
-                "SIGKILL"
-            } else {
-                "clean stop"
+            let event = match how {
+                Stop::Kill => "SIGKILL",
+                Stop::Clean => "clean stop",
+                Stop::Preempt => "preemption",
             };
             println!(
-                "{:<22} {:<14} {:>26} {:>26} {:>8.2}",
+                "{:<22} {:<14} {:>34} {:>34} {:>8.2}",
                 format!("v{version}, advert {advert_ms} ms"),
-                stop,
+                event,
                 cells[0],
                 cells[1],
-                medians[0] / medians[1]
+                medians[0] / medians[1].max(1.0)
             );
         }
     }
