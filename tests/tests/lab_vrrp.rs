@@ -455,3 +455,44 @@ fn tracking_an_l7_backend_moves_the_vip() {
     let took = until_answered_by(&lab, "node1", Duration::from_secs(5));
     eprintln!("node1's server is back: node1 answers after {took:?}");
 }
+
+/// Make-before-break with keepalived as the peer: an lb master stopped cleanly sends priority
+/// 0 and keeps answering for the VIP until keepalived, the backup, takes over the RFC way and
+/// is heard: a probe every 10 ms loses nothing (two keepalived nodes lose the skew time).
+#[test]
+fn interop_clean_stop_of_an_lb_master_loses_no_probe_to_a_keepalived_backup() {
+    require_root();
+    let lab = vrrp_segment("ka-mbb", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    start_keepalived(&lab, "node2", 100, 3, "0.1", None);
+    let dir = unique_bpf_dir();
+    let lb = agent(&lab, "node1", &lb_config(&dir, 150, true), &dir, "lb");
+    until_answered_by(&lab, "node1", Duration::from_secs(5));
+    let vip: SocketAddr = format!("{SEGMENT_VIP}:7000").parse().expect("vip");
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let stopped = stopped.clone();
+        lab.host("client")
+            .spawn(move || async move {
+                let start = Instant::now();
+                let mut lost = 0;
+                while start.elapsed() < Duration::from_secs(10) {
+                    let answer = who_answers(vip, Duration::from_millis(50)).await;
+                    match answer.as_deref() {
+                        Some("node2") => return Some(lost),
+                        Some(_) => {}
+                        None if stopped.load(std::sync::atomic::Ordering::Relaxed) => lost += 1,
+                        None => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                None
+            })
+            .expect("prober")
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    lab.stop(lb.pid(), Signal::SIGTERM).expect("stop lb");
+    let lost = prober.join().expect("prober thread");
+    assert_eq!(lost, Some(0), "keepalived took over and no probe was lost");
+}
