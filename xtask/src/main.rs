@@ -39,7 +39,8 @@ enum Task {
     Demo,
     /// Run a benchmark and print its table (needs root): l4 (per packet and end to end),
     /// l4-packet, l4-e2e, failover, l7 (HTTP proxy vs HAProxy and nginx), conformance (the
-    /// request-path table and the HTTP/2 bomb's memory per stream, lb vs HAProxy and nginx).
+    /// request-path table and the HTTP/2 bomb's memory per stream, lb vs HAProxy and nginx), sync
+    /// (connection-table sync lag at 1k and 10k new flows/s).
     Bench {
         /// Which benchmark.
         #[arg(default_value = "l4")]

@@ -39,7 +39,7 @@ use lb_common::maps::{
 use tokio::{io::unix::AsyncFd, net::UdpSocket};
 
 use crate::config::SyncSpec;
-use wire::{Entry, Kind, MAX_ENTRIES, Message, Senders};
+use wire::{Entry, Kind, MAX_ENTRIES, Message, Senders, Stamped};
 
 /// What the sync did, for `lb ctl show sync`.
 #[derive(Debug, Default)]
@@ -54,13 +54,46 @@ pub struct SyncCounters {
     pub refused: AtomicU64,
     /// Entries that named a service, real or interface this node does not have.
     pub unknown: AtomicU64,
+    /// The last lags (µs) from a peer reading a new flow to this node applying it.
+    lags: std::sync::Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// Lags kept for the percentiles.
+const LAGS_KEPT: usize = 100_000;
+
+/// Now, in microseconds since the Unix epoch (the wire's clock: nodes keep theirs in step).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl SyncCounters {
+    fn record_lag(&self, lag_us: u64) {
+        if let Ok(mut lags) = self.lags.lock() {
+            if lags.len() == LAGS_KEPT {
+                lags.pop_front();
+            }
+            lags.push_back(lag_us);
+        }
+    }
+
+    /// The median and 99th percentile of the recent lags, µs.
+    pub fn lag_percentiles(&self) -> Option<(u64, u64)> {
+        let mut lags: Vec<u64> = self.lags.lock().ok()?.iter().copied().collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_unstable();
+        let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
+    }
+
     /// `show sync`'s answer.
     pub fn render(&self) -> String {
+        let (p50, p99) = self.lag_percentiles().unwrap_or((0, 0));
         format!(
-            "sent {} received {} applied {} refused {} unknown {}\n",
+            "sent {} received {} applied {} refused {} unknown {} lag_p50_us {p50} lag_p99_us {p99}\n",
             self.sent.load(Ordering::Relaxed),
             self.received.load(Ordering::Relaxed),
             self.applied.load(Ordering::Relaxed),
@@ -162,7 +195,15 @@ impl Tables {
     }
 
     /// Every entry of this node's tables, for a peer's copy.
-    fn copy(&self) -> Vec<Entry> {
+    fn copy(&self) -> Vec<Stamped> {
+        let seen_us = now_us();
+        self.entries()
+            .into_iter()
+            .map(|entry| Stamped { entry, seen_us })
+            .collect()
+    }
+
+    fn entries(&self) -> Vec<Entry> {
         let mut entries = Vec::new();
         for (flow, value) in self.conns.iter().filter_map(Result::ok) {
             let Ok(service) = self.service_table.get(&value.service_id, 0) else {
@@ -305,6 +346,40 @@ fn to_entry(event: &FlowEvent) -> Option<Entry> {
 /// How long a node waits for its copy before it stops holding preemption anyway.
 const COPY_PATIENCE: Duration = Duration::from_secs(4);
 
+/// Socket buffers of the sync socket: a burst of new flows (10,000 a second) must not
+/// overflow them while the task is busy writing maps.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// The sync socket on `port`, all addresses: IPv4, or IPv6 taking IPv4 too (as mapped
+/// addresses) when some peer is IPv6.
+fn bind(port: u16, ipv6: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let open = |domain: Domain, addr: SocketAddr| -> io::Result<Socket> {
+        let socket = Socket::new(domain, Type::DGRAM, None)?;
+        // Best effort: the kernel caps them at net.core.[rw]mem_max.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        if domain == Domain::IPV6 {
+            socket.set_only_v6(false)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    };
+    let socket = if ipv6 {
+        open(
+            Domain::IPV6,
+            SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port),
+        )?
+    } else {
+        open(
+            Domain::IPV4,
+            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+        )?
+    };
+    UdpSocket::from_std(socket.into())
+}
+
 /// Runs the sync for the maps pinned in `bpf_dir` until the task is dropped; `copied` turns
 /// true when a peer's copy of its tables has arrived (or the wait for one ran out).
 pub async fn run(
@@ -322,22 +397,18 @@ pub async fn run(
         .map_err(|e| SyncError::Socket(e.into()))?;
     let mut tables = Tables::open(&bpf_dir)?;
     let own = own_addresses();
+    let ipv6 = spec.peers.iter().any(IpAddr::is_ipv6);
     let peers: Vec<SocketAddr> = spec
         .peers
         .iter()
         .filter(|p| !own.contains(p))
-        .map(|p| SocketAddr::new(*p, spec.port))
+        .map(|p| match (p, ipv6) {
+            (IpAddr::V4(v4), true) => IpAddr::V6(v4.to_ipv6_mapped()),
+            _ => *p,
+        })
+        .map(|p| SocketAddr::new(p, spec.port))
         .collect();
-    let socket = UdpSocket::bind(SocketAddr::new(
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        spec.port,
-    ))
-    .await
-    .or(UdpSocket::bind(SocketAddr::new(
-        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        spec.port,
-    ))
-    .await)?;
+    let socket = bind(spec.port, ipv6)?;
     tracing::info!(peers = ?peers, port = spec.port, "connection-table sync running");
     if peers.is_empty() {
         copied.send_replace(true);
@@ -346,7 +417,7 @@ pub async fn run(
     let sender = sender_id();
     let mut sequence = 0u64;
     let mut senders = Senders::default();
-    let mut pending: Vec<Entry> = Vec::new();
+    let mut pending: Vec<Stamped> = Vec::new();
     // When the oldest pending entry must be sent at the latest.
     let mut flush_at: Option<tokio::time::Instant> = None;
     let mut buffer = vec![0u8; 2048];
@@ -366,7 +437,7 @@ pub async fn run(
                     // any byte pattern valid); read unaligned.
                     let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
                     if let Some(entry) = to_entry(&event) {
-                        pending.push(entry);
+                        pending.push(Stamped { entry, seen_us: now_us() });
                         flush_at.get_or_insert_with(|| tokio::time::Instant::now() + BATCH_WINDOW);
                     }
                 }
@@ -419,11 +490,15 @@ pub async fn run(
                             tracing::info!(%from, "copy of the peer's tables complete");
                             copied.send_replace(true);
                         }
+                        // One copy is enough.
+                        copy_requests_left = 0;
                     }
                     Ok(message) => {
-                        for entry in &message.entries {
-                            if tables.apply(entry) {
+                        let now = now_us();
+                        for stamped in &message.entries {
+                            if tables.apply(&stamped.entry) {
                                 counters.applied.fetch_add(1, Ordering::Relaxed);
+                                counters.record_lag(now.saturating_sub(stamped.seen_us));
                             } else {
                                 counters.unknown.fetch_add(1, Ordering::Relaxed);
                             }
@@ -443,7 +518,7 @@ pub async fn run(
         }
         while pending.len() >= MAX_ENTRIES || (due && !pending.is_empty()) {
             let take = pending.len().min(MAX_ENTRIES);
-            let entries: Vec<Entry> = pending.drain(..take).collect();
+            let entries: Vec<Stamped> = pending.drain(..take).collect();
             sequence += 1;
             let message = wire::encode(
                 &Message {

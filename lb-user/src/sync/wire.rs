@@ -5,10 +5,11 @@
 //! ```text
 //! header (32 bytes): "LBSY" | version u8 | kind u8 | 2 zero bytes | hash seed u32 | sender u64 |
 //!                    sequence u64 | entries u16 | 2 zero bytes
-//! entry (104 bytes): kind u8 | family u8 | protocol u8 | 0 | flow src [16] | flow dst [16] |
+//! entry (112 bytes): kind u8 | family u8 | protocol u8 | 0 | flow src [16] | flow dst [16] |
 //!                    src port u16 | dst port u16 | real key u32 | service addr [16] |
 //!                    service port u16 | service protocol u8 | service family u8 |
-//!                    NAT VIP [16] | NAT VIP port u16 | client MAC [6] | interface name [16]
+//!                    NAT VIP [16] | NAT VIP port u16 | client MAC [6] | interface name [16] |
+//!                    seen u64 (when the sender read the flow, µs since the Unix epoch)
 //! mac (32 bytes):    HMAC-SHA256(key, header | entries)
 //! ```
 //!
@@ -28,7 +29,7 @@ use sha2::Sha256;
 pub const VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"LBSY";
 const HEADER: usize = 32;
-const ENTRY: usize = 104;
+const ENTRY: usize = 112;
 const MAC: usize = 32;
 /// Entries per message: a message stays within a 1500-byte MTU.
 pub const MAX_ENTRIES: usize = 12;
@@ -67,6 +68,16 @@ pub enum Kind {
     CopyDone,
 }
 
+/// An entry with when its sender saw the flow (µs since the Unix epoch, the sender's clock),
+/// for the sync lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// The flow.
+    pub entry: Entry,
+    /// When the sender read it from its ring.
+    pub seen_us: u64,
+}
+
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -79,7 +90,7 @@ pub struct Message {
     /// The sender's message number, growing.
     pub sequence: u64,
     /// The flows.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Stamped>,
 }
 
 /// Why a message was refused.
@@ -143,7 +154,8 @@ pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&message.sequence.to_be_bytes());
     out.extend_from_slice(&(message.entries.len() as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    for entry in &message.entries {
+    for stamped in &message.entries {
+        let entry = &stamped.entry;
         let start = out.len();
         let (kind, flow) = match entry {
             Entry::Conn { flow, .. } => (EVENT_CONN as u8, flow),
@@ -181,7 +193,8 @@ pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
                 out.extend_from_slice(&name);
             }
         }
-        out.resize(start + ENTRY, 0);
+        out.resize(start + ENTRY - 8, 0);
+        out.extend_from_slice(&stamped.seen_us.to_be_bytes());
     }
     let tag = mac(key, &out);
     out.extend_from_slice(&tag);
@@ -261,7 +274,12 @@ pub fn decode(bytes: &[u8], key: &[u8], hash_seed: u32) -> Result<Message, Refus
             }
             _ => return Err(Refused::Malformed),
         };
-        entries.push(entry);
+        let mut seen = [0u8; 8];
+        seen.copy_from_slice(&e[104..112]);
+        entries.push(Stamped {
+            entry,
+            seen_us: u64::from_be_bytes(seen),
+        });
     }
     Ok(Message {
         kind,
@@ -310,22 +328,28 @@ mod tests {
             sender: 7,
             sequence: 1,
             entries: vec![
-                Entry::Conn {
-                    flow,
-                    service: ServiceKey {
-                        addr: flow.dst,
-                        port: 80,
-                        protocol: 6,
-                        family: 4,
+                Stamped {
+                    seen_us: 1_700_000_000_123,
+                    entry: Entry::Conn {
+                        flow,
+                        service: ServiceKey {
+                            addr: flow.dst,
+                            port: 80,
+                            protocol: 6,
+                            family: 4,
+                        },
+                        real_key: 0xdead_beef,
                     },
-                    real_key: 0xdead_beef,
                 },
-                Entry::Nat {
-                    back: flow,
-                    vip: flow.dst,
-                    vip_port: 80,
-                    client_mac: [2, 0, 0, 0, 0, 9],
-                    interface: "eth0".into(),
+                Stamped {
+                    seen_us: 1_700_000_000_124,
+                    entry: Entry::Nat {
+                        back: flow,
+                        vip: flow.dst,
+                        vip_port: 80,
+                        client_mac: [2, 0, 0, 0, 0, 9],
+                        interface: "eth0".into(),
+                    },
                 },
             ],
         }

@@ -254,9 +254,10 @@ fn main() -> anyhow::Result<()> {
         Some("failover") => failover::failover(),
         Some("l7") => l7::l7(),
         Some("conformance") => conformance::conformance(),
+        Some("sync") => sync::sync(),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover, l7, conformance)"
+                "unknown benchmark `{other}` (known: l4, l4-packet, l4-e2e, failover, l7, conformance, sync)"
             )
         }
     }
@@ -266,3 +267,4 @@ mod conformance;
 mod e2e;
 mod failover;
 mod l7;
+mod sync;
