@@ -4,7 +4,7 @@
 //! `xdp` runs the real XDP object through BPF_PROG_TEST_RUN and reads its counters; `fixture`
 //! runs tables of (frame, expected verdict, output, counters) rows through it;
 //! `netns` builds a lab of network namespaces, veths and bridges and tears it down on drop;
-//! `agent` starts the real `lb` binary inside a lab host; `traffic` makes real TCP/UDP traffic; `app` is a recording HTTP application server; `conformance` is the request-path table (raw requests, expected statuses, exact forwarded bytes) and `h2raw` the raw HTTP/2 client it needs; `daemons` starts Debian daemons (nginx) as peers;
+//! `agent` starts the real `lb` binary inside a lab host; `traffic` makes real TCP/UDP traffic; `app` is a recording HTTP application server; `conformance` is the request-path table (raw requests, expected statuses, exact forwarded bytes) and `h2raw` the raw HTTP/2 client it needs; `ha` the two-node HA lab and its streaming flows; `daemons` starts Debian daemons (nginx) as peers;
 //! `topology` holds lab layouts shared by tests and the demo (`src/bin/lb-demo.rs`). The tests are in `tests/`.
 
 pub mod agent;
@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod daemons;
 pub mod fixture;
 pub mod h2raw;
+pub mod ha;
 pub mod netns;
 pub mod packets;
 pub mod topology;
