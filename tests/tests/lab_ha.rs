@@ -21,7 +21,7 @@ use lb_common::counters::Counter;
 use lb_tests::{
     agent::{RunningAgent, start_decap, stat, unique_bpf_dir},
     ha::{
-        FLOWS, PORT, REALS, config_with, ha_lab, ha_lab_with, serve_reals, serve_reals_up_to,
+        FLOWS, Flow, PORT, REALS, config_with, ha_lab, ha_lab_with, serve_reals, serve_reals_up_to,
         start, start_in, start_streaming, wait_for_vip,
     },
     require_root,
@@ -32,6 +32,19 @@ use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::TcpStream,
 };
+
+/// What went wrong with each flow that broke.
+fn broken(flows: &[Flow]) -> Vec<String> {
+    flows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            f.failure
+                .as_ref()
+                .map(|e| format!("flow {i} on {}: {e}", f.real))
+        })
+        .collect()
+}
 
 #[test]
 fn established_dr_flows_survive_failover_preemption_and_clean_stop() {
@@ -125,15 +138,7 @@ fn flows_survive(mode: &str) {
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
 
-    let failed: Vec<String> = flows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            f.failure
-                .as_ref()
-                .map(|e| format!("flow {i} on {}: {e}", f.real))
-        })
-        .collect();
+    let failed = broken(&flows);
     assert!(
         failed.is_empty(),
         "{} flows broke:\n{}",
@@ -324,15 +329,7 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
         shown.contains("refused 1 "),
         "the forged message was refused: {shown}"
     );
-    let failed: Vec<String> = flows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            f.failure
-                .as_ref()
-                .map(|e| format!("flow {i} on {}: {e}", f.real))
-        })
-        .collect();
+    let failed = broken(&flows);
     assert!(
         failed.is_empty(),
         "{} flows broke:\n{}",

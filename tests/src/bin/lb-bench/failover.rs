@@ -220,12 +220,7 @@ fn sample(
     let master = master.context("node1 runs")?;
     if how == Stop::Kill {
         // A crashed node goes silent as a whole: its link first, then the daemon.
-        let status = lab
-            .host("node1")
-            .command("ip")?
-            .args(["link", "set", "eth0", "down"])
-            .status()?;
-        anyhow::ensure!(status.success(), "ip link set eth0 down failed");
+        link_down(&lab, "node1")?;
     }
     if let Ok(mut at) = stopped_at.lock() {
         *at = Some(Instant::now());
@@ -238,6 +233,17 @@ fn sample(
         Some(gap) => Ok(gap),
         None => bail!("node2 never answered after node1 stopped"),
     }
+}
+
+/// Takes `node`'s segment link down.
+fn link_down(lab: &Lab, node: &str) -> anyhow::Result<()> {
+    let status = lab
+        .host(node)
+        .command("ip")?
+        .args(["link", "set", "eth0", "down"])
+        .status()?;
+    anyhow::ensure!(status.success(), "ip link set eth0 down failed");
+    Ok(())
 }
 
 /// Established flows kept across a fault of the master, in `mode`: (kept, total).
@@ -258,12 +264,7 @@ fn flows_kept(mode: &str, how: Stop, rep: usize) -> anyhow::Result<(usize, usize
     let streaming = ha::start_streaming(&lab, &stop_flows);
     std::thread::sleep(Duration::from_secs(1));
     if how == Stop::Kill {
-        let status = lab
-            .host("node1")
-            .command("ip")?
-            .args(["link", "set", "eth0", "down"])
-            .status()?;
-        anyhow::ensure!(status.success(), "ip link set eth0 down failed");
+        link_down(&lab, "node1")?;
         lab.stop(node1.pid(), Signal::SIGKILL)?;
     } else {
         lab.stop(node1.pid(), Signal::SIGTERM)?;
