@@ -16,7 +16,7 @@ use tokio::{
 use crate::{
     agent::RunningAgent,
     netns::{Lab, LabSpec},
-    topology::{SEGMENT_VIP, vrrp_segment},
+    topology::{SEGMENT_VIP, real_on_switch, vrrp_segment},
     traffic::line_echo_server,
 };
 
@@ -43,15 +43,7 @@ pub fn ha_lab_with(test: &str, mode: &str, reals: usize) -> LabSpec {
     let mut spec = vrrp_segment(test, 2);
     for i in 1..=reals {
         let host = format!("real{i}");
-        let port = format!("r{i}");
-        spec = spec
-            .host(&host)
-            .veth((&host, "eth0"), ("switch", &port))
-            .bridge_port("switch", "br0", &port)
-            .addr((&host, "eth0"), &format!("{}/24", real_addr(i)))
-            .addr((&host, "lo"), &format!("{SEGMENT_VIP}/32"))
-            .sysctl(&host, "net/ipv4/conf/all/arp_ignore", "1")
-            .sysctl(&host, "net/ipv4/conf/all/arp_announce", "2");
+        spec = real_on_switch(spec, &host, &format!("r{i}"), &real_addr(i), SEGMENT_VIP);
         if mode == "nat" {
             spec = spec.route(&host, "10.0.5.2/32", GATEWAY);
         }

@@ -60,18 +60,26 @@ pub fn balancer_with_reals(test: &str, reals: usize) -> LabSpec {
         .sysctl("lb", "net/ipv4/ip_forward", "1");
     for i in 1..=reals {
         let host = format!("real{i}");
-        let port = format!("p{i}");
-        spec = spec
-            .host(&host)
-            .veth((&host, "eth0"), ("switch", &port))
-            .bridge_port("switch", "br0", &port)
-            .addr((&host, "eth0"), &format!("{}/24", real_addr(i)))
-            .addr((&host, "lo"), &format!("{VIP}/32"))
-            .route(&host, "0.0.0.0/0", "10.0.2.1")
-            .sysctl(&host, "net/ipv4/conf/all/arp_ignore", "1")
-            .sysctl(&host, "net/ipv4/conf/all/arp_announce", "2");
+        spec = real_on_switch(spec, &host, &format!("p{i}"), &real_addr(i), VIP).route(
+            &host,
+            "0.0.0.0/0",
+            "10.0.2.1",
+        );
     }
     spec
+}
+
+/// Adds real server `host` at `addr`/24 on the `switch` host's bridge `br0` (through port
+/// `port`), holding `vip` on `lo` without answering ARP for it (`arp_ignore=1`,
+/// `arp_announce=2`), as LVS DR and TUN reals do.
+pub fn real_on_switch(spec: LabSpec, host: &str, port: &str, addr: &str, vip: &str) -> LabSpec {
+    spec.host(host)
+        .veth((host, "eth0"), ("switch", port))
+        .bridge_port("switch", "br0", port)
+        .addr((host, "eth0"), &format!("{addr}/24"))
+        .addr((host, "lo"), &format!("{vip}/32"))
+        .sysctl(host, "net/ipv4/conf/all/arp_ignore", "1")
+        .sysctl(host, "net/ipv4/conf/all/arp_announce", "2")
 }
 
 /// The VIP of [`vrrp_segment`].

@@ -429,3 +429,28 @@ pub fn spawn_controlled_servers(
     }
     Ok(modes)
 }
+
+/// A TLS client trusting only the CA certificates in the PEM file `ca`, offering `alpn`.
+pub fn tls_connector(
+    ca: &std::path::Path,
+    alpn: &[&[u8]],
+) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, pem::PemObject},
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}

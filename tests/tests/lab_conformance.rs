@@ -324,11 +324,7 @@ fn a_broken_request_body_is_counted_against_the_client() {
 /// with the attack run's settings).
 #[test]
 fn a_silent_tls_client_is_closed_at_the_request_timeout() {
-    use std::sync::Arc;
-    use tokio_rustls::rustls::{
-        self,
-        pki_types::{CertificateDer, ServerName, pem::PemObject},
-    };
+    use tokio_rustls::rustls::pki_types::ServerName;
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = rcgen::KeyPair::generate().expect("key");
@@ -349,18 +345,7 @@ fn a_silent_tls_client_is_closed_at_the_request_timeout() {
     let waited = lab
         .host("lb")
         .in_netns(move |_| async move {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&ca)? {
-                roots.add(cert?)?;
-            }
-            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+            let connector = lb_tests::traffic::tls_connector(&ca, &[b"http/1.1"])?;
             let started = Instant::now();
             let tcp = TcpStream::connect("127.0.0.1:8443").await?;
             let mut stream = connector

@@ -33,9 +33,9 @@ use tokio::{
     net::TcpStream,
 };
 
-/// What went wrong with each flow that broke.
-fn broken(flows: &[Flow]) -> Vec<String> {
-    flows
+/// Fails the test with what went wrong in each flow that broke, if any did.
+fn assert_unbroken(flows: &[Flow]) {
+    let failed: Vec<String> = flows
         .iter()
         .enumerate()
         .filter_map(|(i, f)| {
@@ -43,7 +43,13 @@ fn broken(flows: &[Flow]) -> Vec<String> {
                 .as_ref()
                 .map(|e| format!("flow {i} on {}: {e}", f.real))
         })
-        .collect()
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} flows broke:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]
@@ -138,13 +144,7 @@ fn flows_survive(mode: &str) {
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
 
-    let failed = broken(&flows);
-    assert!(
-        failed.is_empty(),
-        "{} flows broke:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_unbroken(&flows);
     let reals: std::collections::BTreeSet<&str> = flows.iter().map(|f| f.real.as_str()).collect();
     assert_eq!(
         reals.len(),
@@ -329,12 +329,6 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
         shown.contains("refused 1 "),
         "the forged message was refused: {shown}"
     );
-    let failed = broken(&flows);
-    assert!(
-        failed.is_empty(),
-        "{} flows broke:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_unbroken(&flows);
     drop(node2);
 }

@@ -331,22 +331,8 @@ fn http2_reset_flood_and_huge_headers_stay_bounded() {
 
 /// An HTTP/2 client connection to the lab's TLS bind, trusting the test CA at `ca`.
 async fn h2_connect(ca: &Path) -> anyhow::Result<h2::client::SendRequest<bytes::Bytes>> {
-    use tokio_rustls::rustls::{
-        self,
-        pki_types::{CertificateDer, ServerName, pem::PemObject},
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)? {
-        roots.add(cert?)?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let connector = lb_tests::traffic::tls_connector(ca, &[b"h2"])?;
     let tcp = tokio::net::TcpStream::connect("10.0.1.1:8443").await?;
     let tls = connector
         .connect(ServerName::try_from("a.example")?, tcp)

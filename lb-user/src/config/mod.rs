@@ -13,8 +13,8 @@ mod validate;
 
 pub use duration::parse_duration;
 pub use proxy::{
-    BackendSpec, Bind, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, LogTarget, Mode,
-    ProxyOptions, ServerSpec, parse_error_page,
+    BackendSpec, Bind, ConnectionMode, ErrorPage, Forwardfor, FrontendSpec, HeadLimits, LogTarget,
+    Mode, ProxyOptions, ServerSpec, parse_error_page,
 };
 pub use validate::{
     CheckSpec, NotifySpec, RealSpec, Resolved, ServiceSpec, SyncSpec, TrackScriptSpec, VrrpSpec,

@@ -17,7 +17,6 @@ use crate::proxy::{
     acl::{Acl, Condition},
     balance::{Algorithm, HashInput, HashType, parse_balance},
     cookie::CookieSpec,
-    framing::Limits,
     rewrite::HeaderRule,
 };
 
@@ -210,7 +209,25 @@ pub struct FrontendSpec {
     /// Path answered 200 by the proxy itself (`monitor-uri`).
     pub monitor_uri: Option<String>,
     /// Bounds on request heads.
-    pub limits: Limits,
+    pub limits: HeadLimits,
+}
+
+/// Bounds on a request head (HAProxy's `tune.bufsize` and `tune.http.maxhdr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Largest head, request line and final blank line included, bytes.
+    pub max_header_size: usize,
+    /// Most header fields in a head (and trailer fields after a chunked body).
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_header_size: 16 * 1024,
+            max_headers: 100,
+        }
+    }
 }
 
 /// A checked backend.
@@ -424,8 +441,8 @@ fn parse_network(text: &str) -> Option<(std::net::IpAddr, u8)> {
 }
 
 /// The head limits of a frontend: its own, else `[defaults]`, else HAProxy-like defaults.
-fn limits(frontend: &Frontend, defaults: &ProxyDefaults) -> Result<Limits, Failure> {
-    let fallback = Limits::default();
+fn limits(frontend: &Frontend, defaults: &ProxyDefaults) -> Result<HeadLimits, Failure> {
+    let fallback = HeadLimits::default();
     let pick = |own: &Option<Spanned<u32>>,
                 inherited: &Option<Spanned<u32>>,
                 range: std::ops::RangeInclusive<u32>,
@@ -445,7 +462,7 @@ fn limits(frontend: &Frontend, defaults: &ProxyDefaults) -> Result<Limits, Failu
             ),
         }
     };
-    Ok(Limits {
+    Ok(HeadLimits {
         max_header_size: pick(
             &frontend.max_header_size,
             &defaults.max_header_size,

@@ -6,30 +6,14 @@
 //! trailer lines too, where hyper would keep reading); everything hyper might frame
 //! differently is refused here first.
 //!
-//! Layout: [`Limits`]; [`judge`] (one complete head -> [`Verdict`]); [`Framer`] (the stream
+//! Layout: [`Limits`] (the frontend's `HeadLimits`); [`judge`] (one complete head -> [`Verdict`]); [`Framer`] (the stream
 //! state machine: [`Framer::advance`] over each read, returning a [`Step`]); the chunked-body
 //! grammar ([`Chunked`]).
 
 /// How HTTP/2 with prior knowledge starts (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-/// Bounds on a request head (HAProxy's `tune.bufsize` and `tune.http.maxhdr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest head, request line and final blank line included, bytes.
-    pub max_header_size: usize,
-    /// Most header fields in a head (and trailer fields after a chunked body).
-    pub max_headers: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_header_size: 16 * 1024,
-            max_headers: 100,
-        }
-    }
-}
+pub use crate::config::HeadLimits as Limits;
 
 /// Why a request is refused before anything of it is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +56,25 @@ pub enum Framing {
     Chunked,
 }
 
+/// Header slots [`judge`] keeps on the stack (the default limit is 100).
+const STACK_HEADERS: usize = 128;
+
 /// Reads one complete head (`head` ends with its blank line).
 pub fn judge(head: &[u8], limits: &Limits) -> Verdict {
     if head.len() > limits.max_header_size {
         return Verdict::Refused(Refusal::TooLarge);
     }
-    // One slot more than allowed, so "too many" is told from "just enough".
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
-    let mut request = httparse::Request::new(&mut headers);
+    // One slot more than allowed, so "too many" is told from "just enough"; on the stack for
+    // the usual limits (this runs for every request head), on the heap past them.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers < STACK_HEADERS {
+        &mut on_stack[..=limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers + 1, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut request = httparse::Request::new(headers);
     match request.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::TooManyHeaders) => return Verdict::Refused(Refusal::TooLarge),

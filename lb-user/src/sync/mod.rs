@@ -146,6 +146,8 @@ struct Tables {
     real_ids_read: Option<Instant>,
     /// This node's index and MAC of each interface name.
     interfaces: HashMap<String, Option<(u32, [u8; 6])>>,
+    /// This node's interface names by index (NAT entries are sent with the name).
+    names: HashMap<u32, Option<String>>,
 }
 
 impl Tables {
@@ -164,6 +166,7 @@ impl Tables {
             real_ids: HashMap::new(),
             real_ids_read: None,
             interfaces: HashMap::new(),
+            names: HashMap::new(),
         })
     }
 
@@ -194,8 +197,35 @@ impl Tables {
             .to_owned()
     }
 
+    /// The name of this node's interface `index`, looked up once.
+    fn name_of(&mut self, index: u32) -> Option<String> {
+        self.names
+            .entry(index)
+            .or_insert_with(|| interface_name(index))
+            .clone()
+    }
+
+    /// A ring-buffer event as a wire entry (NAT entries name their interface).
+    fn entry_of(&mut self, event: &FlowEvent) -> Option<Entry> {
+        match event.kind {
+            EVENT_CONN => Some(Entry::Conn {
+                flow: event.flow,
+                service: event.service,
+                real_key: event.real_key,
+            }),
+            EVENT_NAT => Some(Entry::Nat {
+                back: event.flow,
+                vip: event.nat.vip,
+                vip_port: event.nat.vip_port,
+                client_mac: event.nat.client_mac,
+                interface: self.name_of(event.nat.ifindex)?,
+            }),
+            _ => None,
+        }
+    }
+
     /// Every entry of this node's tables, for a peer's copy.
-    fn copy(&self) -> Vec<Stamped> {
+    fn copy(&mut self) -> Vec<Stamped> {
         let seen_us = now_us();
         self.entries()
             .into_iter()
@@ -203,7 +233,7 @@ impl Tables {
             .collect()
     }
 
-    fn entries(&self) -> Vec<Entry> {
+    fn entries(&mut self) -> Vec<Entry> {
         let mut entries = Vec::new();
         for (flow, value) in self.conns.iter().filter_map(Result::ok) {
             let Ok(service) = self.service_table.get(&value.service_id, 0) else {
@@ -215,8 +245,9 @@ impl Tables {
                 real_key: value.real_key,
             });
         }
-        for (back, value) in self.nat.iter().filter_map(Result::ok) {
-            let Some(interface) = interface_name(value.ifindex) else {
+        let nat: Vec<(FlowKey, NatEntry)> = self.nat.iter().filter_map(Result::ok).collect();
+        for (back, value) in nat {
+            let Some(interface) = self.name_of(value.ifindex) else {
                 continue;
             };
             entries.push(Entry::Nat {
@@ -324,25 +355,6 @@ fn sender_id() -> u64 {
     hasher.finish()
 }
 
-/// A ring-buffer event as a wire entry (NAT entries name their interface).
-fn to_entry(event: &FlowEvent) -> Option<Entry> {
-    match event.kind {
-        EVENT_CONN => Some(Entry::Conn {
-            flow: event.flow,
-            service: event.service,
-            real_key: event.real_key,
-        }),
-        EVENT_NAT => Some(Entry::Nat {
-            back: event.flow,
-            vip: event.nat.vip,
-            vip_port: event.nat.vip_port,
-            client_mac: event.nat.client_mac,
-            interface: interface_name(event.nat.ifindex)?,
-        }),
-        _ => None,
-    }
-}
-
 /// How long a node waits for its copy before it stops holding preemption anyway.
 const COPY_PATIENCE: Duration = Duration::from_secs(4);
 
@@ -436,7 +448,7 @@ pub async fn run(
                     // SAFETY: the item holds one FlowEvent as the program wrote it (repr(C),
                     // any byte pattern valid); read unaligned.
                     let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-                    if let Some(entry) = to_entry(&event) {
+                    if let Some(entry) = tables.entry_of(&event) {
                         pending.push(Stamped { entry, seen_us: now_us() });
                         flush_at.get_or_insert_with(|| tokio::time::Instant::now() + BATCH_WINDOW);
                     }

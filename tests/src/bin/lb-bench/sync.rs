@@ -11,30 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use lb_tests::{
     agent::{RunningAgent, unique_bpf_dir},
-    netns::LabSpec,
-    topology::{SEGMENT_VIP, vrrp_segment},
+    topology::SEGMENT_VIP,
 };
 
 /// New flows per second to measure at.
 const RATES: [u32; 2] = [1_000, 10_000];
 const SECONDS: u64 = 3;
 const PORT: u16 = 9999;
-
-fn lab(rate: u32) -> LabSpec {
-    let mut spec = vrrp_segment(&format!("sync{rate}"), 2);
-    for i in 1..=2 {
-        let host = format!("real{i}");
-        spec = spec
-            .host(&host)
-            .veth((&host, "eth0"), ("switch", &format!("r{i}")))
-            .bridge_port("switch", "br0", &format!("r{i}"))
-            .addr((&host, "eth0"), &format!("10.0.5.{}/24", 20 + i))
-            .addr((&host, "lo"), &format!("{SEGMENT_VIP}/32"))
-            .sysctl(&host, "net/ipv4/conf/all/arp_ignore", "1")
-            .sysctl(&host, "net/ipv4/conf/all/arp_announce", "2");
-    }
-    spec
-}
 
 fn config(bpf_dir: &std::path::Path, priority: u8) -> String {
     format!(
@@ -61,7 +44,8 @@ fn field(text: &str, word: &str) -> Option<u64> {
 /// One rate: (datagrams sent, new flows the master published, flows the backup applied, lag
 /// p50 µs, lag p99 µs).
 fn measure(rate: u32) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
-    let lab = lab(rate).build()?;
+    // Two reals (10.0.5.21-22) on the nodes' segment.
+    let lab = lb_tests::ha::ha_lab_with(&format!("sync{rate}"), "dr", 2).build()?;
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
     let node2 = RunningAgent::start(&lab, lab.host("node2"), &config(&dir2, 100), &dir2, &[])?;
     let node1 = RunningAgent::start(&lab, lab.host("node1"), &config(&dir1, 150), &dir1, &[])?;
