@@ -31,7 +31,7 @@ pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 /// Per-CPU [`FloodState`]: new flows in the current one-second window.
 pub const FLOOD_MAP: &str = "LB_FLOOD";
 
-/// New flows for the peers (a ring buffer of [`FlowEvent`]), written only while
+/// New and closed flows for the peers (a ring buffer of [`FlowEvent`]), written only while
 /// [`SETTINGS_SYNC`] is set.
 pub const FLOW_EVENTS_MAP: &str = "LB_FLOW_EVENTS";
 
@@ -180,9 +180,15 @@ pub struct Flow {
     pub real_key: u32,
     /// Service the flow belongs to, so an established flow needs no service lookup.
     pub service_id: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// `FLOW_FIN` / `FLOW_RST`: the closes already published to the peers (with sync on),
+    /// so retransmitted FINs are not sent again.
+    pub closing: u32,
 }
+
+/// [`Flow::closing`]: a FIN from the client was seen.
+pub const FLOW_FIN: u32 = 1;
+/// [`Flow::closing`]: a RST from the client was seen.
+pub const FLOW_RST: u32 = 2;
 
 /// Value of [`NAT_MAP`]: how to turn a real's reply back into the VIP's.
 #[repr(C)]
@@ -230,7 +236,7 @@ pub struct Settings {
 /// Settings flag: some service uses NAT, so packets that match no VIP are looked up as
 /// possible replies from a real (skipped otherwise, to keep non-VIP traffic cheap).
 pub const SETTINGS_NAT: u32 = 1;
-/// Settings flag: connection-table sync is on: new flows are published in
+/// Settings flag: connection-table sync is on: new and closed flows are published in
 /// [`FLOW_EVENTS_MAP`] for the agent to send to its peers.
 pub const SETTINGS_SYNC: u32 = 2;
 
@@ -238,6 +244,10 @@ pub const SETTINGS_SYNC: u32 = 2;
 pub const EVENT_CONN: u32 = 1;
 /// [`FlowEvent::kind`]: a NAT reverse entry (real side of a flow -> VIP side).
 pub const EVENT_NAT: u32 = 2;
+/// [`FlowEvent::kind`]: the client closed a flow with a FIN (fields as [`EVENT_CONN`]).
+pub const EVENT_FIN: u32 = 3;
+/// [`FlowEvent::kind`]: the client reset a flow (fields as [`EVENT_CONN`]).
+pub const EVENT_RST: u32 = 4;
 
 /// One entry of [`FLOW_EVENTS_MAP`]: a flow this node just started forwarding, named by
 /// identities a peer with the same configuration can resolve (service key, real key), not by
@@ -245,9 +255,9 @@ pub const EVENT_NAT: u32 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {
-    /// [`EVENT_CONN`] or [`EVENT_NAT`].
+    /// `EVENT_*`.
     pub kind: u32,
-    /// CONN: the real's [`Real::key`]; NAT: zero.
+    /// CONN, FIN, RST: the real's [`Real::key`]; NAT: zero.
     pub real_key: u32,
     /// CONN: the client's side of the flow; NAT: the real's side.
     pub flow: FlowKey,

@@ -6,7 +6,7 @@ use lb_common::{
     hash::flow_hash,
     maps::{
         FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, MODE_TUN, SERVICE_ACTIVE, SETTINGS_NAT,
-        ServiceKey, Settings,
+        SETTINGS_SYNC, ServiceKey, Settings,
     },
 };
 
@@ -17,7 +17,7 @@ use crate::{
         LB_REAL_STATS, LB_SERVICE_STATS, LB_SETTINGS, Tally, add_traffic, find_service,
         may_be_service, service_at,
     },
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed},
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed, TCP_RST},
     select,
 };
 
@@ -63,6 +63,10 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, t: &mut Tally) -> Verdict {
         t.add(Counter::NoReal);
         return Verdict::Drop;
     };
+    if p.tcp_close != 0 && !choice.new_flow && settings.flags & SETTINGS_SYNC != 0 {
+        let reset = p.tcp_close & TCP_RST != 0;
+        select::note_close(&flow, reset, &service.key, choice.real.key, settings);
+    }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     add_traffic(&LB_SERVICE_STATS, service.id, bytes, choice.new_flow);
     add_traffic(&LB_REAL_STATS, choice.real_id, bytes, choice.new_flow);

@@ -10,9 +10,9 @@ use aya_ebpf::{
 use lb_common::{
     counters::{Counter, CounterBlock},
     maps::{
-        DEFAULT_RING_SIZE, DecapKey, EVENT_CONN, EVENT_NAT, FloodState, Flow, FlowEvent, FlowKey,
-        MAX_REALS, MAX_SERVICES, NatEntry, Real, SERVICE_FILTER_WORDS, SETTINGS_SYNC, Service,
-        ServiceKey, Settings, TrafficStats,
+        DEFAULT_RING_SIZE, DecapKey, EVENT_NAT, FloodState, Flow, FlowEvent, FlowKey, MAX_REALS,
+        MAX_SERVICES, NatEntry, Real, SERVICE_FILTER_WORDS, SETTINGS_SYNC, Service, ServiceKey,
+        Settings, TrafficStats,
     },
 };
 
@@ -68,7 +68,7 @@ pub static LB_SETTINGS: Array<Settings> = Array::pinned(1, 0);
 #[map(name = "LB_FLOOD")]
 pub static LB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::pinned(1, 0);
 
-/// New flows for the agent to send to its peers (connection-table sync), 1 MiB.
+/// New and closed flows for the agent to send to its peers (connection-table sync), 1 MiB.
 #[map(name = "LB_FLOW_EVENTS")]
 pub static LB_FLOW_EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
 
@@ -85,17 +85,24 @@ fn event_slot(settings: &Settings) -> Option<aya_ebpf::maps::ring_buf::RingBufEn
     Some(slot)
 }
 
-/// Publishes a new connection-table entry for the peers (when sync is on). A full ring only
-/// costs the peers this flow; it still forwards here.
+/// Publishes a connection-table entry for the peers (when sync is on): a new one
+/// (`EVENT_CONN`) or one the client closed (`EVENT_FIN`, `EVENT_RST`). A full ring only costs
+/// the peers this flow; it still forwards here.
 #[inline(always)]
-pub fn publish_conn(settings: &Settings, flow: &FlowKey, service: &ServiceKey, real_key: u32) {
+pub fn publish_conn(
+    settings: &Settings,
+    kind: u32,
+    flow: &FlowKey,
+    service: &ServiceKey,
+    real_key: u32,
+) {
     let Some(mut slot) = event_slot(settings) else {
         return;
     };
     let event = slot.as_mut_ptr();
     // SAFETY: `event` points at the zeroed slot; plain field writes.
     unsafe {
-        (*event).kind = EVENT_CONN;
+        (*event).kind = kind;
         (*event).real_key = real_key;
         core::ptr::copy_nonoverlapping(flow, &raw mut (*event).flow, 1);
         core::ptr::copy_nonoverlapping(service, &raw mut (*event).service, 1);

@@ -68,7 +68,14 @@ pub struct Parsed {
     pub l3_offset: usize,
     /// Offset of the TCP/UDP header from the start of the frame.
     pub l4_offset: usize,
+    /// TCP: the FIN and RST bits of the flags byte ([`TCP_FIN`], [`TCP_RST`]); 0 otherwise.
+    pub tcp_close: u8,
 }
+
+/// TCP flag FIN.
+pub const TCP_FIN: u8 = 0x01;
+/// TCP flag RST.
+pub const TCP_RST: u8 = 0x04;
 
 impl Parsed {
     /// The packet's flow as the maps key it.
@@ -162,6 +169,7 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize, t: &mut Tally) -> Result<Parse
         dst_port: 0,
         l3_offset,
         l4_offset: l3_offset + header_len,
+        tcp_close: 0,
     };
     parse_l4(ctx, &mut parsed, t)?;
     Ok(parsed)
@@ -224,6 +232,7 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize, t: &mut Tally) -> Result<Parse
         dst_port: 0,
         l3_offset,
         l4_offset: offset,
+        tcp_close: 0,
     };
     parse_l4(ctx, &mut parsed, t)?;
     Ok(parsed)
@@ -263,6 +272,10 @@ fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed, t: &mut Tally) -> Result<(), 
             t.add(Counter::Tcp);
             parsed.src_port = u16::from_be_bytes(tcp.source);
             parsed.dst_port = u16::from_be_bytes(tcp.dest);
+            // The flags byte is the 14th of the header (RFC 9293 section 3.1).
+            let flags: *const u8 = ptr_at(ctx, parsed.l4_offset + 13)?;
+            // SAFETY: bounds checked by `ptr_at`.
+            parsed.tcp_close = unsafe { *flags } & (TCP_FIN | TCP_RST);
             Ok(())
         }
         IPPROTO_UDP => {

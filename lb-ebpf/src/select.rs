@@ -5,7 +5,10 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
     counters::Counter,
     hash::flow_hash,
-    maps::{Flow, FlowKey, NO_REAL, REAL_ACTIVE, Real, SERVICE_SOURCE_HASH, Service, Settings},
+    maps::{
+        EVENT_CONN, EVENT_FIN, EVENT_RST, FLOW_FIN, FLOW_RST, Flow, FlowKey, NO_REAL, REAL_ACTIVE,
+        Real, SERVICE_SOURCE_HASH, Service, ServiceKey, Settings,
+    },
 };
 
 use crate::maps::{LB_CONNS, LB_FLOOD, LB_REALS, LB_RINGS, Tally, publish_conn};
@@ -84,11 +87,11 @@ pub fn choose(
             real_id,
             real_key: real.key,
             service_id: service.id,
-            _pad: 0,
+            closing: 0,
         };
         // A full table evicts its least recently used entry; failure only costs a re-hash.
         if LB_CONNS.insert(flow, entry, 0).is_ok() {
-            publish_conn(settings, flow, &service.key, real.key);
+            publish_conn(settings, EVENT_CONN, flow, &service.key, real.key);
         }
     } else {
         t.add(Counter::FloodSkip);
@@ -98,6 +101,36 @@ pub fn choose(
         real,
         new_flow: true,
     })
+}
+
+/// Tells the peers (once per kind) that the client closed a remembered flow with a FIN or a
+/// RST, so they can let its entry go after the closing timeout. Only with sync on; the entry
+/// stays here until the LRU evicts it, as before.
+#[inline(always)]
+pub fn note_close(
+    flow: &FlowKey,
+    reset: bool,
+    service: &ServiceKey,
+    real_key: u32,
+    settings: &Settings,
+) {
+    let (seen, kind) = if reset {
+        (FLOW_RST, EVENT_RST)
+    } else {
+        (FLOW_FIN, EVENT_FIN)
+    };
+    let Some(entry) = LB_CONNS.get_ptr_mut(flow) else {
+        return;
+    };
+    // SAFETY: a pointer into the LRU value from a successful lookup; a racing CPU can at
+    // worst publish the same close twice, which the peers take as one.
+    unsafe {
+        if (*entry).closing & seen != 0 {
+            return;
+        }
+        (*entry).closing |= seen;
+    }
+    publish_conn(settings, kind, flow, service, real_key);
 }
 
 /// Counts a new flow in this CPU's one-second window; false once the window holds more than

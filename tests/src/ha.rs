@@ -15,6 +15,7 @@ use tokio::{
 
 use crate::{
     agent::RunningAgent,
+    app::{AppStats, app_server, get, keepalive_exchange},
     netns::{Lab, LabSpec},
     topology::{SEGMENT_VIP, real_on_switch, vrrp_segment},
     traffic::line_echo_server,
@@ -23,6 +24,9 @@ use crate::{
 pub const REALS: usize = 3;
 pub const FLOWS: usize = 50;
 pub const PORT: u16 = 7000;
+/// The L7 frontend's port on the VIP, and the reals' HTTP port behind it.
+pub const SITE_PORT: u16 = 80;
+pub const APP_PORT: u16 = 8080;
 
 pub fn real_addr(i: usize) -> String {
     format!("10.0.5.{}", 20 + i)
@@ -51,34 +55,50 @@ pub fn ha_lab_with(test: &str, mode: &str, reals: usize) -> LabSpec {
     spec
 }
 
-/// The one configuration both nodes run (the service in `mode`); only the priority differs.
+/// The one configuration both nodes run (the L4 service in `mode` and an HTTP frontend on the
+/// same VIP, both over the `REALS` reals); only the priority differs.
 pub fn config(bpf_dir: &std::path::Path, priority: u8, mode: &str) -> String {
-    config_with(bpf_dir, priority, mode, REALS, "")
+    config_with(bpf_dir, priority, mode, &[1; REALS], "")
 }
 
-/// [`config`] with `reals` reals and `extra` appended (a `[sync]` table).
+/// [`config`] with one real per weight (`realN` has the N-th; 0 drains it: its flows stay,
+/// new ones go elsewhere) and `extra` appended (a `[sync]` table).
 pub fn config_with(
     bpf_dir: &std::path::Path,
     priority: u8,
     mode: &str,
-    reals: usize,
+    weights: &[u32],
     extra: &str,
 ) -> String {
-    let reals: Vec<String> = (1..=reals)
-        .map(|i| format!("{{ addr = \"{}\" }}", real_addr(i)))
+    let reals: Vec<String> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, weight)| format!("{{ addr = \"{}\", weight = {weight} }}", real_addr(i + 1)))
+        .collect();
+    let servers: Vec<String> = (1..=weights.len())
+        .map(|i| {
+            format!(
+                "{{ name = \"real{i}\", addr = \"{}:{APP_PORT}\" }}",
+                real_addr(i)
+            )
+        })
         .collect();
     format!(
         "[global]\nbpf_dir = \"{}\"\nxdp_mode = \"generic\"\nhash_seed = 0x5eed\n\n\
          [[interface]]\nname = \"eth0\"\n\n\
          [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
          version = 3\nadvert = \"100ms\"\npreempt = true\nvips = [\"{SEGMENT_VIP}/24\", \"{GATEWAY}/24\"]\n\n\
-         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"{mode}\"\nreals = [{}]\n{extra}",
+         [[l4]]\nname = \"web\"\nvip = \"{SEGMENT_VIP}:{PORT}\"\nmode = \"{mode}\"\nreals = [{}]\n\n\
+         [[frontend]]\nname = \"www\"\nbind = [\"{SEGMENT_VIP}:{SITE_PORT}\"]\ndefault_backend = \"app\"\n\n\
+         [[backend]]\nname = \"app\"\nservers = [{}]\n{extra}",
         bpf_dir.display(),
-        reals.join(", ")
+        reals.join(", "),
+        servers.join(", ")
     )
 }
 
-/// Every real answers each line on `PORT` with its name and the line.
+/// Every real answers each line on `PORT` with its name and the line, and HTTP requests on
+/// `APP_PORT` with its name.
 pub fn serve_reals(lab: &Lab) {
     serve_reals_up_to(lab, REALS);
 }
@@ -89,10 +109,48 @@ pub fn serve_reals_up_to(lab: &Lab, reals: usize) {
         lab.host(&name)
             .spawn(move || async move {
                 let listener = TcpListener::bind(("0.0.0.0", PORT)).await.expect("bind");
-                line_echo_server(listener, name, Duration::from_secs(120)).await;
+                let site = TcpListener::bind(("0.0.0.0", APP_PORT))
+                    .await
+                    .expect("bind");
+                let stats = Arc::new(AppStats::default());
+                let lifetime = Duration::from_secs(120);
+                tokio::join!(
+                    line_echo_server(listener, name.clone(), lifetime),
+                    app_server(site, name, stats, lifetime)
+                );
             })
             .expect("real server");
     }
+}
+
+/// Waits (up to `limit`) until a GET through the L7 frontend on the VIP answers 200; the
+/// real that answered.
+pub fn until_site_answers(lab: &Lab, limit: Duration) -> String {
+    let started = std::time::Instant::now();
+    let mut last = None;
+    while started.elapsed() < limit {
+        let answer = lab
+            .host("client")
+            .spawn(|| async {
+                let site = format!("{SEGMENT_VIP}:{SITE_PORT}").parse().expect("site");
+                tokio::time::timeout(
+                    Duration::from_millis(500),
+                    keepalive_exchange(site, &[get("/", "Connection: close\r\n")]),
+                )
+                .await
+            })
+            .expect("client")
+            .join()
+            .expect("client thread");
+        match answer {
+            Ok(Ok(mut answers)) if answers.first().is_some_and(|a| a.status == 200) => {
+                return answers.remove(0).body;
+            }
+            other => last = Some(format!("{other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the site on the VIP did not answer within {limit:?} (last: {last:?})");
 }
 
 /// Waits (up to 5 s) until `node` holds the VIP.

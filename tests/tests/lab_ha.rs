@@ -1,13 +1,15 @@
 //! Netns lab: two balancer nodes as one system. Both run the same configuration (the hash
-//! seed included) with a VRRP instance owning the VIP and an L4 service on it (DR, TUN or
-//! NAT), forwarded by XDP on the master only; three reals and a client share the segment.
+//! seed included) with a VRRP instance owning the VIP, an L4 service on it (DR, TUN or NAT)
+//! forwarded by XDP on the master only, and an HTTP frontend on the same VIP (answering after
+//! every fault, through whichever node is master); three reals and a client share the segment.
 //! Fifty long-lived connections stream through the VIP while the master is killed, returns
 //! and preempts, is stopped cleanly, returns again and loses its link: none is reset, none
 //! loses an exchange, each stays on its real (both nodes build the same Maglev tables). While
 //! a node is backup its XDP forwards nothing (service packets that reach it are dropped and
 //! counted as `VipInactive`). Also: a clean stop and a preemption lose no probe
 //! (make-before-break), and with `[sync]` flows keep their real even when the real set
-//! changed before the failover. Needs root.
+//! changed before the failover (a real added, another drained), and closed flows leave the
+//! peer. Needs root.
 
 use std::{
     sync::{
@@ -22,7 +24,7 @@ use lb_tests::{
     agent::{RunningAgent, start_decap, stat, unique_bpf_dir},
     ha::{
         FLOWS, Flow, PORT, REALS, config_with, ha_lab, ha_lab_with, serve_reals, serve_reals_up_to,
-        start, start_in, start_streaming, wait_for_vip,
+        start, start_in, start_streaming, until_site_answers, wait_for_vip,
     },
     require_root,
     topology::SEGMENT_VIP,
@@ -117,17 +119,23 @@ fn flows_survive(mode: &str) {
         "the backup forwarded VIP traffic"
     );
 
-    // The master dies; node2 takes over.
+    // The L7 frontend on the same VIP answers through the master.
+    until_site_answers(&lab, Duration::from_secs(2));
+
+    // The master dies; node2 takes over, L4 and L7.
     lab.stop(node1.pid(), Signal::SIGKILL).expect("kill node1");
     std::thread::sleep(Duration::from_secs(2));
+    until_site_answers(&lab, Duration::from_secs(1));
     let taken_over = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
     assert!(taken_over > backup_tx, "node2 forwards after the failover");
     // node1 returns with the higher priority and preempts.
     let node1 = start_in(&lab, "node1", &dir1, 150, mode);
     std::thread::sleep(Duration::from_secs(2));
+    until_site_answers(&lab, Duration::from_secs(1));
     // node1 stops cleanly; node2 takes over again.
     lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
     std::thread::sleep(Duration::from_secs(2));
+    until_site_answers(&lab, Duration::from_secs(1));
     // node1 returns once more, preempts, and loses its link: node2 takes over.
     let _node1 = start_in(&lab, "node1", &dir1, 150, mode);
     wait_for_vip(&lab, "node1");
@@ -141,6 +149,7 @@ fn flows_survive(mode: &str) {
         .expect("ip link");
     assert!(down.success(), "link down");
     std::thread::sleep(Duration::from_secs(2));
+    until_site_answers(&lab, Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
 
@@ -222,16 +231,19 @@ fn clean_stop_and_preemption_lose_no_probe() {
     assert!(lost.is_empty(), "lost probes:\n{}", lost.join("\n"));
 }
 
-const SYNC: &str =
-    "\n[sync]\npeers = [\"10.0.5.11\", \"10.0.5.12\"]\nkey = \"lab sync key, 16+ bytes\"\n";
+const SYNC: &str = "\n[sync]\npeers = [\"10.0.5.11\", \"10.0.5.12\"]\nkey = \"lab sync key, 16+ bytes\"\n\
+                    fin_timeout = \"1s\"\nrst_timeout = \"1s\"\n";
 
 /// Connection-table sync: flows start on node1 while it runs alone; node2 joins and asks for
-/// a copy of node1's tables; a fourth real joins (reload on both nodes), so Maglev now sends
-/// about a quarter of those flows' slots elsewhere; node1 keeps them by its connection table,
-/// and node2 has the same entries from the copy. node1 is killed: every flow stays on its
-/// real through node2. (Without the sync, the moved quarter reaches another real and is
-/// reset: checked by hand with `[sync]` left out.) node1 then returns as a new machine,
-/// takes node2's copy before it preempts, and the flows carry on through it.
+/// a copy of node1's tables; then the real set changes on both nodes (reload): a fourth real
+/// joins and real1 is drained (weight 0), so Maglev now sends real1's slots and about a
+/// quarter of the others elsewhere. node1 keeps the flows by its connection table, and node2
+/// has the same entries from the copy. node1 is killed: every flow stays on its real through
+/// node2, real1's included. (Without the sync, the moved flows reach another real and are
+/// reset: checked by hand with `[sync]` left out.) node1 then returns as a new machine, takes
+/// node2's copy before it preempts, and the flows carry on through it; new connections avoid
+/// the drained real. When the flows end, the node that forwarded them tells its peer, which
+/// removes them once the closing timeout has passed.
 #[test]
 fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     require_root();
@@ -240,28 +252,39 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
         .expect("build the lab");
     serve_reals_up_to(&lab, 4);
     let (dir1, dir2) = (unique_bpf_dir(), unique_bpf_dir());
-    let agent = |node: &str, dir: &std::path::Path, priority: u8| {
+    let agent = |node: &str, dir: &std::path::Path, priority: u8, sync: &str| {
         RunningAgent::start(
             &lab,
             lab.host(node),
-            &config_with(dir, priority, "dr", REALS, SYNC),
+            &config_with(dir, priority, "dr", &[1; REALS], sync),
             dir,
             &[],
         )
         .unwrap_or_else(|e| panic!("{node}: {e:#}"))
     };
-    let node1 = agent("node1", &dir1, 150);
+    // node1 starts with other closing timeouts: its reload below restarts its sync.
+    let node1 = agent(
+        "node1",
+        &dir1,
+        150,
+        &SYNC.replace("fin_timeout = \"1s\"", "fin_timeout = \"5s\""),
+    );
     wait_for_vip(&lab, "node1");
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = start_streaming(&lab, &stop);
     std::thread::sleep(Duration::from_secs(1));
     // node2 joins the running flows: its copy request brings them.
-    let node2 = agent("node2", &dir2, 100);
+    let node2 = agent("node2", &dir2, 100, SYNC);
     std::thread::sleep(Duration::from_millis(1500));
-    // A fourth real on both nodes.
-    for (node, dir, priority) in [(&node1, &dir1, 150), (&node2, &dir2, 100)] {
-        node.reload(&config_with(dir, priority, "dr", 4, SYNC))
+    // A fourth real on both nodes, and real1 drained.
+    for (node, dir, priority, sync) in [
+        (&node1, &dir1, 150, "sync restarted"),
+        (&node2, &dir2, 100, "sync kept"),
+    ] {
+        let answer = node
+            .reload(&config_with(dir, priority, "dr", &CHANGED, SYNC))
             .expect("reload");
+        assert!(answer.contains(sync), "{answer}");
     }
     // Until both nodes resolved the new real's MAC (the next-hop refresh runs every 2 s) and
     // Maglev sends part of the slots to it.
@@ -301,7 +324,7 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     let node1 = RunningAgent::start(
         &lab,
         lab.host("node1"),
-        &config_with(&fresh, 150, "dr", 4, SYNC),
+        &config_with(&fresh, 150, "dr", &CHANGED, SYNC),
         &fresh,
         &[],
     )
@@ -309,18 +332,19 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
     wait_for_vip(&lab, "node1");
     std::thread::sleep(Duration::from_millis(1500));
     let returned = node1.ctl("show sync").expect("show sync");
+    let fresh_reals = lab
+        .host("client")
+        .spawn(|| async { new_connections_reach(20).await })
+        .expect("client")
+        .join()
+        .expect("client thread");
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
     assert!(
         !returned.contains("applied 0 "),
         "the returning node applied the copy: {returned}"
     );
-    let applied: u64 = shown
-        .split_whitespace()
-        .skip_while(|w| *w != "applied")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let applied = field(&shown, "applied");
     assert!(
         applied >= FLOWS as u64,
         "node2 applied {applied} synced flows: {shown}"
@@ -330,5 +354,57 @@ fn synced_flows_keep_their_real_when_the_real_set_changed_before_a_failover() {
         "the forged message was refused: {shown}"
     );
     assert_unbroken(&flows);
+    assert!(
+        flows.iter().any(|f| f.real == "real1"),
+        "some flows were on the drained real"
+    );
+    assert!(
+        !fresh_reals.iter().any(|r| r == "real1") && fresh_reals.len() == 20,
+        "new connections avoid the drained real: {fresh_reals:?}"
+    );
+    // The flows ended (the client closed them through node1): node2 removes them after the
+    // closing timeout (1 s here).
+    std::thread::sleep(Duration::from_secs(3));
+    let after = node2.ctl("show sync").expect("show sync");
+    let removed = field(&after, "removed");
+    assert!(
+        removed >= FLOWS as u64,
+        "node2 removed the {FLOWS} closed flows: {after}"
+    );
     drop(node2);
+}
+
+/// Weights after the change: real1 drained, real4 added.
+const CHANGED: [u32; 4] = [0, 1, 1, 1];
+
+/// The number after `name` in a `show sync` line.
+fn field(shown: &str, name: &str) -> u64 {
+    shown
+        .split_whitespace()
+        .skip_while(|w| *w != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `count` new connections with one exchange each; the reals that answered.
+async fn new_connections_reach(count: usize) -> Vec<String> {
+    let mut reals = Vec::new();
+    for i in 0..count {
+        let exchange = async {
+            let stream = TcpStream::connect(format!("{SEGMENT_VIP}:{PORT}")).await?;
+            let (reader, mut writer) = stream.into_split();
+            writer.write_all(format!("new-{i}\n").as_bytes()).await?;
+            let line = BufReader::new(reader)
+                .lines()
+                .next_line()
+                .await?
+                .ok_or_else(|| std::io::Error::other("closed"))?;
+            Ok::<_, std::io::Error>(line.split(':').next().unwrap_or_default().to_string())
+        };
+        if let Ok(Ok(real)) = tokio::time::timeout(Duration::from_secs(2), exchange).await {
+            reals.push(real);
+        }
+    }
+    reals
 }

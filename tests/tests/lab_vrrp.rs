@@ -496,3 +496,53 @@ fn interop_clean_stop_of_an_lb_master_loses_no_probe_to_a_keepalived_backup() {
     let lost = prober.join().expect("prober thread");
     assert_eq!(lost, Some(0), "keepalived took over and no probe was lost");
 }
+
+/// Make-before-break on preemption with keepalived as the old master: lb returns with the
+/// higher priority, adds the VIP and announces it before it advertises, and keepalived (which
+/// hears the higher priority and steps down the RFC way) loses the VIP only after clients
+/// were sent to lb: a probe every 10 ms loses nothing, before, during and after the switch.
+#[test]
+fn interop_lb_preempting_a_keepalived_master_loses_no_probe() {
+    require_root();
+    let lab = vrrp_segment("ka-pre", 2).build().expect("build the lab");
+    serve_names(&lab, 2);
+    start_keepalived(&lab, "node2", 100, 3, "0.1", None);
+    until_answered_by(&lab, "node2", Duration::from_secs(5));
+    let vip: SocketAddr = format!("{SEGMENT_VIP}:7000").parse().expect("vip");
+    let prober = lab
+        .host("client")
+        .spawn(move || async move {
+            let start = Instant::now();
+            let mut answers = Vec::new();
+            while start.elapsed() < Duration::from_secs(4) {
+                answers.push(who_answers(vip, Duration::from_millis(300)).await);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answers
+        })
+        .expect("prober");
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = unique_bpf_dir();
+    let _lb = agent(&lab, "node1", &lb_config(&dir, 150, true), &dir, "lb");
+    let answers = prober.join().expect("prober thread");
+    let lost = answers.iter().filter(|a| a.is_none()).count();
+    let by = |node: &str| {
+        answers
+            .iter()
+            .filter(|a| a.as_deref() == Some(node))
+            .count()
+    };
+    eprintln!(
+        "{} probes: {} by keepalived, {} by lb, {lost} lost",
+        answers.len(),
+        by("node2"),
+        by("node1")
+    );
+    assert_eq!(lost, 0, "no probe was lost: {answers:?}");
+    assert_eq!(answers.first().cloned().flatten().as_deref(), Some("node2"));
+    assert_eq!(
+        answers.last().cloned().flatten().as_deref(),
+        Some("node1"),
+        "lb preempted keepalived"
+    );
+}

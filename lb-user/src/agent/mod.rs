@@ -298,12 +298,71 @@ struct Running<'a> {
     applied_rx: watch::Receiver<Ownership>,
     /// Whether the connection-table copy from the peers is complete (always, without sync).
     copied_rx: watch::Receiver<bool>,
+    copied_tx: watch::Sender<bool>,
+    /// The connection-table sync, when configured.
+    sync: Option<SyncTask>,
+    sync_counters: Arc<crate::sync::SyncCounters>,
     instances: Vec<Instance>,
     /// VRRP instances run on this thread: the proxy cannot delay their advertisements.
     vrrp_thread: crate::runtime_thread::RuntimeThread,
 }
 
+/// The running connection-table sync and what it was started with.
+struct SyncTask {
+    spec: crate::config::SyncSpec,
+    hash_seed: u32,
+    task: AbortOnDrop,
+}
+
+impl SyncTask {
+    /// Stops the task and waits until it has let go of its socket.
+    async fn stop(mut self) {
+        self.task.0.abort();
+        let _ = (&mut self.task.0).await;
+    }
+}
+
 impl Running<'_> {
+    /// Starts, restarts or stops the connection-table sync to match the configuration (its
+    /// `[sync]` table and the hash seed); what it did, for the reload summary.
+    async fn follow_sync_config(&mut self) -> &'static str {
+        let wanted = self.config.resolved.sync.clone();
+        let hash_seed = self.config.global.hash_seed;
+        let same = match (&self.sync, &wanted) {
+            (Some(running), Some(spec)) => running.spec == *spec && running.hash_seed == hash_seed,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return if wanted.is_some() { "kept" } else { "off" };
+        }
+        let was_running = self.sync.is_some();
+        if let Some(running) = self.sync.take() {
+            running.stop().await;
+        }
+        let Some(spec) = wanted else {
+            // Nothing to wait for any more.
+            self.copied_tx.send_replace(true);
+            return "stopped";
+        };
+        let (counters, copied) = (self.sync_counters.clone(), self.copied_tx.clone());
+        let bpf_dir = self.dataplane.bpf_dir().to_path_buf();
+        let task_spec = spec.clone();
+        let task = AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) =
+                crate::sync::run(task_spec, bpf_dir, hash_seed, counters, copied).await
+            {
+                tracing::error!(%error, "connection-table sync stopped");
+            }
+        }));
+        self.sync = Some(SyncTask {
+            spec,
+            hash_seed,
+            task,
+        });
+        if was_running { "restarted" } else { "started" }
+    }
+
     /// Writes the whole model to the maps (after a VIP ownership or next-hop change).
     fn sync_maps(&mut self) -> Result<SyncReport, DataplaneError> {
         let board = &self.board;
@@ -405,6 +464,9 @@ async fn serve(
         applied_tx,
         applied_rx,
         copied_rx,
+        copied_tx,
+        sync: None,
+        sync_counters: Arc::new(crate::sync::SyncCounters::default()),
         instances: Vec::new(),
         vrrp_thread: crate::runtime_thread::RuntimeThread::start("lb-vrrp")
             .map_err(AgentError::Vrrp)?,
@@ -425,18 +487,11 @@ async fn serve(
         health::spawn(running.targets.clone(), running.board_tx.clone())
             .map_err(AgentError::Health)?,
     );
-    // Connection-table sync with the peers, when configured.
-    let sync_counters = Arc::new(crate::sync::SyncCounters::default());
-    let _sync = running.config.resolved.sync.clone().map(|spec| {
-        let counters = sync_counters.clone();
-        let bpf_dir = running.dataplane.bpf_dir().to_path_buf();
-        let seed = running.config.global.hash_seed;
-        AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = crate::sync::run(spec, bpf_dir, seed, counters, copied_tx).await {
-                tracing::error!(%error, "connection-table sync stopped");
-            }
-        }))
-    });
+    // Connection-table sync with the peers, when configured (after a binary upgrade, once
+    // the previous agent has let go of the sync port).
+    if inherited.is_none() {
+        running.follow_sync_config().await;
+    }
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(4);
     let api_path = admin::socket_path(running.dataplane.bpf_dir());
     let _api = match admin::listen(&api_path) {
@@ -445,7 +500,7 @@ async fn serve(
             running.board_tx.clone(),
             running.proxy.clone(),
             control_tx,
-            sync_counters.clone(),
+            running.sync_counters.clone(),
             std::fs::canonicalize(&running.config_path)
                 .unwrap_or_else(|_| running.config_path.clone()),
         )))),
@@ -478,6 +533,7 @@ async fn serve(
             .map_err(|e| AgentError::Upgrade(std::io::Error::other(e)))?
             .map_err(AgentError::Upgrade)?;
         tracing::info!(%answer, "the previous agent is handing over");
+        running.follow_sync_config().await;
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(AgentError::Health)?;
@@ -605,6 +661,10 @@ async fn hand_over(running: &mut Running<'_>) {
         instance.stop(Stop::HandOver).await;
     }
     drop(running.checks.take());
+    // The new agent takes the sync port.
+    if let Some(sync) = running.sync.take() {
+        sync.stop().await;
+    }
     let started = std::time::Instant::now();
     loop {
         let live = running.proxy.live_connections();

@@ -6,7 +6,8 @@
 //! Kept across a reload: listening sockets of addresses still configured, connections and
 //! requests in flight (on the snapshot they started with), health state of servers whose
 //! check did not change, VRRP instances whose settings did not change (state and addresses
-//! untouched), ids of L4 services and reals (so connection-table entries stay valid), and
+//! untouched), the connection-table sync unless `[sync]` or the hash seed changed (then it
+//! restarts, asking its peers for a copy again), ids of L4 services and reals (so connection-table entries stay valid), and
 //! every map entry that is already right.
 
 use std::time::Duration;
@@ -132,8 +133,9 @@ impl Running<'_> {
             }
         }
         self.instances = running;
+        let sync = self.follow_sync_config().await;
         Ok(format!(
-            "{} L4 services ({} written, {} removed), {} backends, {} frontends (listeners: {} opened, {} closed; {} frontends draining), health state kept for {kept} of {} checked servers, VRRP: {kept_instances} instances kept, {restarted} (re)started",
+            "{} L4 services ({} written, {} removed), {} backends, {} frontends (listeners: {} opened, {} closed; {} frontends draining), health state kept for {kept} of {} checked servers, VRRP: {kept_instances} instances kept, {restarted} (re)started, sync {sync}",
             self.model.services.len(),
             map_report.services,
             map_report.services_removed,

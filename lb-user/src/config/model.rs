@@ -60,6 +60,11 @@ pub struct SyncConfig {
     pub port: u16,
     /// Shared secret (at least 16 bytes): messages carry an HMAC-SHA256 of it.
     pub key: Spanned<String>,
+    /// How long a peer keeps a flow after the node forwarding it saw its FIN (default 2m,
+    /// IPVS's `tcpfin` timeout): long enough for the close to finish through a failover.
+    pub fin_timeout: Option<Spanned<String>>,
+    /// The same after a RST (default 10s, IPVS's CLOSE state).
+    pub rst_timeout: Option<Spanned<String>>,
 }
 
 fn default_sync_port() -> u16 {

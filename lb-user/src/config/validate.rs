@@ -54,6 +54,9 @@ pub struct SyncSpec {
     pub port: u16,
     /// The shared secret.
     pub key: Vec<u8>,
+    /// How long a peer keeps a flow closed by a FIN, and by a RST.
+    pub fin_timeout: std::time::Duration,
+    pub rst_timeout: std::time::Duration,
 }
 
 /// A checked `[[vrrp]]` instance.
@@ -420,6 +423,8 @@ fn validate_sync(sync: &super::model::SyncConfig) -> Result<SyncSpec, Failure> {
         peers,
         port: sync.port,
         key: sync.key.get_ref().as_bytes().to_vec(),
+        fin_timeout: duration_of(&sync.fin_timeout, std::time::Duration::from_secs(120))?,
+        rst_timeout: duration_of(&sync.rst_timeout, std::time::Duration::from_secs(10))?,
     })
 }
 

@@ -12,7 +12,11 @@
 //!
 //! Entries name their service by key and their real by its identity key, so peers resolve
 //! their own ids; NAT entries name their interface, and the receiver uses its own index and
-//! MAC of that name. Expired flows leave each table by LRU eviction. A node that starts asks
+//! MAC of that name. When the client closes a flow (its first FIN, or a RST, through the
+//! forwarding node's XDP), the peers are told and let the entry (and its NAT reverse entry)
+//! go after `fin_timeout` or `rst_timeout` (IPVS's defaults: 2 min and 10 s), long enough for
+//! the close to finish through a failover; a new flow on the same addresses cancels that.
+//! Flows that just stop leave each table by LRU eviction. A node that starts asks
 //! its peers for a copy of their tables (three times, a second apart: UDP may lose one), so it
 //! knows the flows that were running before it joined; until a copy is complete (or 4 s have
 //! passed) its VRRP instances do not preempt.
@@ -33,8 +37,9 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
 use lb_common::maps::{
-    CONNS_MAP, EVENT_CONN, EVENT_NAT, FLOW_EVENTS_MAP, Flow, FlowEvent, FlowKey, MAX_REALS,
-    NAT_MAP, NatEntry, REALS_MAP, Real, SERVICE_TABLE_MAP, SERVICES_MAP, Service, ServiceKey,
+    CONNS_MAP, EVENT_CONN, EVENT_FIN, EVENT_NAT, EVENT_RST, FLOW_EVENTS_MAP, FLOW_RST, Flow,
+    FlowEvent, FlowKey, MAX_REALS, MODE_NAT, NAT_MAP, NatEntry, REALS_MAP, Real, SERVICE_TABLE_MAP,
+    SERVICES_MAP, Service, ServiceKey,
 };
 use tokio::{io::unix::AsyncFd, net::UdpSocket};
 
@@ -52,8 +57,11 @@ pub struct SyncCounters {
     pub applied: AtomicU64,
     /// Messages refused (bad MAC, version, hash seed, replay, malformed).
     pub refused: AtomicU64,
-    /// Entries that named a service, real or interface this node does not have.
+    /// Entries that named a service, real or interface this node does not have (or a close
+    /// of a flow this node does not know).
     pub unknown: AtomicU64,
+    /// Closed flows removed from this node's tables after their closing timeout.
+    pub removed: AtomicU64,
     /// The last lags (µs) from a peer reading a new flow to this node applying it.
     lags: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
@@ -93,12 +101,13 @@ impl SyncCounters {
     pub fn render(&self) -> String {
         let (p50, p99) = self.lag_percentiles().unwrap_or((0, 0));
         format!(
-            "sent {} received {} applied {} refused {} unknown {} lag_p50_us {p50} lag_p99_us {p99}\n",
+            "sent {} received {} applied {} refused {} unknown {} removed {} lag_p50_us {p50} lag_p99_us {p99}\n",
             self.sent.load(Ordering::Relaxed),
             self.received.load(Ordering::Relaxed),
             self.applied.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
             self.unknown.load(Ordering::Relaxed),
+            self.removed.load(Ordering::Relaxed),
         )
     }
 }
@@ -148,10 +157,14 @@ struct Tables {
     interfaces: HashMap<String, Option<(u32, [u8; 6])>>,
     /// This node's interface names by index (NAT entries are sent with the name).
     names: HashMap<u32, Option<String>>,
+    /// Flows the peers saw closed, and when their entries go.
+    closing: HashMap<FlowKey, Instant>,
+    fin_timeout: Duration,
+    rst_timeout: Duration,
 }
 
 impl Tables {
-    fn open(bpf_dir: &Path) -> Result<Tables, SyncError> {
+    fn open(bpf_dir: &Path, spec: &SyncSpec) -> Result<Tables, SyncError> {
         Ok(Tables {
             conns: BpfHashMap::try_from(open(bpf_dir, CONNS_MAP)?)
                 .map_err(|e| map_error(CONNS_MAP, e))?,
@@ -167,6 +180,9 @@ impl Tables {
             real_ids_read: None,
             interfaces: HashMap::new(),
             names: HashMap::new(),
+            closing: HashMap::new(),
+            fin_timeout: spec.fin_timeout,
+            rst_timeout: spec.rst_timeout,
         })
     }
 
@@ -213,6 +229,12 @@ impl Tables {
                 service: event.service,
                 real_key: event.real_key,
             }),
+            kind @ (EVENT_FIN | EVENT_RST) => Some(Entry::Closed {
+                flow: event.flow,
+                service: event.service,
+                real_key: event.real_key,
+                reset: kind == EVENT_RST,
+            }),
             EVENT_NAT => Some(Entry::Nat {
                 back: event.flow,
                 vip: event.nat.vip,
@@ -244,6 +266,15 @@ impl Tables {
                 service: service.key,
                 real_key: value.real_key,
             });
+            // A flow closed here is closing on the copy's receiver too.
+            if value.closing != 0 {
+                entries.push(Entry::Closed {
+                    flow,
+                    service: service.key,
+                    real_key: value.real_key,
+                    reset: value.closing & FLOW_RST != 0,
+                });
+            }
         }
         let nat: Vec<(FlowKey, NatEntry)> = self.nat.iter().filter_map(Result::ok).collect();
         for (back, value) in nat {
@@ -279,9 +310,36 @@ impl Tables {
                     real_id,
                     real_key: *real_key,
                     service_id,
-                    _pad: 0,
+                    closing: 0,
                 };
+                // The same addresses again: a new flow, no longer closing.
+                self.closing.remove(flow);
                 self.conns.insert(flow, value, 0).is_ok()
+            }
+            Entry::Closed {
+                flow,
+                real_key,
+                reset,
+                ..
+            } => {
+                let known = self
+                    .conns
+                    .get(flow, 0)
+                    .is_ok_and(|value| value.real_key == *real_key);
+                if !known {
+                    return false;
+                }
+                let timeout = if *reset {
+                    self.rst_timeout
+                } else {
+                    self.fin_timeout
+                };
+                let at = Instant::now() + timeout;
+                self.closing
+                    .entry(*flow)
+                    .and_modify(|due| *due = (*due).min(at))
+                    .or_insert(at);
+                true
             }
             Entry::Nat {
                 back,
@@ -306,6 +364,55 @@ impl Tables {
         }
     }
 }
+
+impl Tables {
+    /// Removes the closed flows whose timeout has passed (and their NAT reverse entries);
+    /// how many.
+    fn expire(&mut self, now: Instant) -> u64 {
+        let due: Vec<FlowKey> = self
+            .closing
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(flow, _)| *flow)
+            .collect();
+        let mut removed = 0;
+        for flow in due {
+            self.closing.remove(&flow);
+            let Ok(value) = self.conns.get(&flow, 0) else {
+                continue;
+            };
+            if let Some(back) = self.nat_back_key(&flow, &value) {
+                let _ = self.nat.remove(&back);
+            }
+            if self.conns.remove(&flow).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The key of `flow`'s NAT reverse entry, when its service uses NAT: the real's side
+    /// (the client's address is kept, the VIP becomes the real's address and port).
+    fn nat_back_key(&self, flow: &FlowKey, value: &Flow) -> Option<FlowKey> {
+        let service = self.service_table.get(&value.service_id, 0).ok()?;
+        if service.mode != MODE_NAT {
+            return None;
+        }
+        let real = self.reals.get(&value.real_id, 0).ok()?;
+        Some(FlowKey {
+            src: real.addr,
+            dst: flow.src,
+            src_port: real.port,
+            dst_port: flow.src_port,
+            protocol: flow.protocol,
+            family: flow.family,
+            _pad: [0; 2],
+        })
+    }
+}
+
+/// How often closed flows are looked at for removal.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The index and MAC of this node's interface `name`.
 fn local_interface(name: &str) -> Option<(u32, [u8; 6])> {
@@ -392,6 +499,20 @@ fn bind(port: u16, ipv6: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// [`bind`], retried for a few seconds while the port is in use: after a binary upgrade or a
+/// reload the previous sync task may not have let go of it yet.
+async fn bind_patiently(port: u16, ipv6: bool) -> io::Result<UdpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match bind(port, ipv6) {
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
 /// Runs the sync for the maps pinned in `bpf_dir` until the task is dropped; `copied` turns
 /// true when a peer's copy of its tables has arrived (or the wait for one ran out).
 pub async fn run(
@@ -407,7 +528,7 @@ pub async fn run(
     // it before the ring (and so the descriptor) is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| SyncError::Socket(e.into()))?;
-    let mut tables = Tables::open(&bpf_dir)?;
+    let mut tables = Tables::open(&bpf_dir, &spec)?;
     let own = own_addresses();
     let ipv6 = spec.peers.iter().any(IpAddr::is_ipv6);
     let peers: Vec<SocketAddr> = spec
@@ -420,7 +541,7 @@ pub async fn run(
         })
         .map(|p| SocketAddr::new(p, spec.port))
         .collect();
-    let socket = bind(spec.port, ipv6)?;
+    let socket = bind_patiently(spec.port, ipv6).await?;
     tracing::info!(peers = ?peers, port = spec.port, "connection-table sync running");
     if peers.is_empty() {
         copied.send_replace(true);
@@ -436,8 +557,13 @@ pub async fn run(
     // Copy requests go out at start and twice more, a second apart.
     let mut copy_requests = tokio::time::interval(Duration::from_secs(1));
     let mut copy_requests_left = 3u8;
+    let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tokio::select! {
+            _ = expiry.tick() => {
+                let removed = tables.expire(Instant::now());
+                counters.removed.fetch_add(removed, Ordering::Relaxed);
+            }
             readable = ring.readable_mut() => {
                 let mut guard = readable?;
                 let events = guard.get_inner_mut();

@@ -13,6 +13,9 @@
 //! mac (32 bytes):    HMAC-SHA256(key, header | entries)
 //! ```
 //!
+//! An entry's kind is `lb_common::maps::EVENT_*`: a new flow (CONN), a NAT reverse entry
+//! (NAT), or a flow the client closed with a FIN or a RST (laid out as CONN).
+//!
 //! Kind 0 carries flows; kind 1 (no entries) asks the receiver for a copy of its whole tables,
 //! which a node sends when it starts, so a node that joins knows the flows already running;
 //! kind 2 (no entries) ends such a copy.
@@ -22,7 +25,7 @@
 //! must grow: a replayed message is refused) is wrong, and says why.
 
 use hmac::{Hmac, Mac as _};
-use lb_common::maps::{EVENT_CONN, EVENT_NAT, FlowKey, ServiceKey};
+use lb_common::maps::{EVENT_CONN, EVENT_FIN, EVENT_NAT, EVENT_RST, FlowKey, ServiceKey};
 use sha2::Sha256;
 
 /// Wire format version.
@@ -43,6 +46,14 @@ pub enum Entry {
         flow: FlowKey,
         service: ServiceKey,
         real_key: u32,
+    },
+    /// The client closed the flow (a FIN, or a RST when `reset`): the receiver lets its entry
+    /// go after its closing timeout.
+    Closed {
+        flow: FlowKey,
+        service: ServiceKey,
+        real_key: u32,
+        reset: bool,
     },
     /// A NAT reverse entry: the real's side of a flow turns back into `vip:vip_port`, sent to
     /// `client_mac` out of the interface called `interface` (the receiver's own index and MAC
@@ -159,6 +170,9 @@ pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
         let start = out.len();
         let (kind, flow) = match entry {
             Entry::Conn { flow, .. } => (EVENT_CONN as u8, flow),
+            Entry::Closed { flow, reset, .. } => {
+                (if *reset { EVENT_RST } else { EVENT_FIN } as u8, flow)
+            }
             Entry::Nat { back, .. } => (EVENT_NAT as u8, back),
         };
         out.extend_from_slice(&[kind, flow.family, flow.protocol, 0]);
@@ -168,6 +182,9 @@ pub fn encode(message: &Message, key: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&flow.dst_port.to_be_bytes());
         match entry {
             Entry::Conn {
+                service, real_key, ..
+            }
+            | Entry::Closed {
                 service, real_key, ..
             } => {
                 out.extend_from_slice(&real_key.to_be_bytes());
@@ -248,16 +265,24 @@ pub fn decode(bytes: &[u8], key: &[u8], hash_seed: u32) -> Result<Message, Refus
             family: e[1],
             _pad: [0; 2],
         };
+        let real_key = u32::from_be_bytes([e[40], e[41], e[42], e[43]]);
+        let service = ServiceKey {
+            addr: read_words(&e[44..60]),
+            port: be16(60),
+            protocol: e[62],
+            family: e[63],
+        };
         let entry = match u32::from(e[0]) {
             EVENT_CONN => Entry::Conn {
                 flow,
-                real_key: u32::from_be_bytes([e[40], e[41], e[42], e[43]]),
-                service: ServiceKey {
-                    addr: read_words(&e[44..60]),
-                    port: be16(60),
-                    protocol: e[62],
-                    family: e[63],
-                },
+                real_key,
+                service,
+            },
+            kind @ (EVENT_FIN | EVENT_RST) => Entry::Closed {
+                flow,
+                real_key,
+                service,
+                reset: kind == EVENT_RST,
             },
             EVENT_NAT => {
                 let mut client_mac = [0u8; 6];
@@ -342,6 +367,20 @@ mod tests {
                     },
                 },
                 Stamped {
+                    seen_us: 1_700_000_000_125,
+                    entry: Entry::Closed {
+                        flow,
+                        service: ServiceKey {
+                            addr: flow.dst,
+                            port: 80,
+                            protocol: 6,
+                            family: 4,
+                        },
+                        real_key: 0xdead_beef,
+                        reset: true,
+                    },
+                },
+                Stamped {
                     seen_us: 1_700_000_000_124,
                     entry: Entry::Nat {
                         back: flow,
@@ -358,7 +397,9 @@ mod tests {
     #[test]
     fn a_message_round_trips_with_fixed_places() {
         let bytes = encode(&sample(), KEY);
-        assert_eq!(bytes.len(), HEADER + 2 * ENTRY + MAC);
+        assert_eq!(bytes.len(), HEADER + 3 * ENTRY + MAC);
+        // The second entry is a reset flow.
+        assert_eq!(bytes[HEADER + ENTRY], EVENT_RST as u8);
         assert_eq!(&bytes[..5], b"LBSY\x01");
         // The client address sits at bytes 4..8 of the first entry, in network order.
         assert_eq!(&bytes[HEADER + 4..HEADER + 8], &[10, 0, 5, 2]);
