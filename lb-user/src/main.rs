@@ -21,7 +21,7 @@ enum Command {
     /// SIGHUP reloads the configuration.
     Run {
         /// Configuration file.
-        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        #[arg(short, long, env = "LB_CONFIG", default_value = "/etc/lb/lb.toml")]
         config: PathBuf,
         /// Force the XDP attach mode on every interface (auto, native, generic).
         #[arg(long, value_parser = clap::value_parser!(XdpModeSetting))]
@@ -37,26 +37,26 @@ enum Command {
         /// Configuration file of the running agent: checked first (an error in it is
         /// reported and nothing is reloaded), and it must be the file the agent runs with
         /// (default /etc/lb/lb.toml unless --bpf-dir names the agent).
-        #[arg(short, long)]
+        #[arg(short, long, env = "LB_CONFIG")]
         config: Option<PathBuf>,
         /// bpffs directory of the agent (global.bpf_dir), instead of reading it from -c.
-        #[arg(long)]
+        #[arg(long, env = "LB_BPF_DIR")]
         bpf_dir: Option<PathBuf>,
     },
     /// Validate a configuration file without running anything.
     Check {
         /// Configuration file.
-        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        #[arg(short, long, env = "LB_CONFIG", default_value = "/etc/lb/lb.toml")]
         config: PathBuf,
     },
     /// Print the data plane's counters (read from the running agent's pinned maps); with
     /// `-c`, also per-service and per-real traffic under their configured names.
     Stats {
         /// bpffs directory the agent pins to (global.bpf_dir; taken from the config with -c).
-        #[arg(long)]
+        #[arg(long, env = "LB_BPF_DIR")]
         bpf_dir: Option<PathBuf>,
         /// Configuration of the running agent, for service and real names.
-        #[arg(short, long)]
+        #[arg(short, long, env = "LB_CONFIG")]
         config: Option<PathBuf>,
         /// Print one JSON object of the counters instead of tables.
         #[arg(long)]
@@ -66,7 +66,7 @@ enum Command {
     /// Maglev table (every real taken as healthy).
     Simulate {
         /// Configuration file.
-        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        #[arg(short, long, env = "LB_CONFIG", default_value = "/etc/lb/lb.toml")]
         config: PathBuf,
         /// Client address and port (`192.0.2.7:40000`).
         #[arg(long)]
@@ -83,10 +83,10 @@ enum Command {
     /// `set weight <backend>/<server> <0-256>`, `reload`, `help`).
     Ctl {
         /// bpffs directory of the agent (global.bpf_dir; taken from the config with -c).
-        #[arg(long)]
+        #[arg(long, env = "LB_BPF_DIR")]
         bpf_dir: Option<PathBuf>,
         /// Configuration of the running agent.
-        #[arg(short, long)]
+        #[arg(short, long, env = "LB_CONFIG")]
         config: Option<PathBuf>,
         /// The command's words.
         #[arg(required = true, trailing_var_arg = true)]

@@ -5,7 +5,7 @@
 //! runs tables of (frame, expected verdict, output, counters) rows through it;
 //! `netns` builds a lab of network namespaces, veths and bridges and tears it down on drop;
 //! `agent` starts the real `lb` binary inside a lab host; `traffic` makes real TCP/UDP traffic; `app` is a recording HTTP application server; `conformance` is the request-path table (raw requests, expected statuses, exact forwarded bytes) and `h2raw` the raw HTTP/2 client it needs; `ha` the two-node HA lab and its streaming flows; `daemons` starts Debian daemons (nginx) as peers;
-//! `topology` holds lab layouts shared by tests and the demo (`src/bin/lb-demo.rs`). The tests are in `tests/`.
+//! `topology` holds lab layouts shared by tests, `lab` the multi-node lab of `cargo xtask lab` and the demo (`src/bin/lb-lab.rs`). The tests are in `tests/`.
 
 pub mod agent;
 pub mod app;
@@ -15,6 +15,7 @@ pub mod daemons;
 pub mod fixture;
 pub mod h2raw;
 pub mod ha;
+pub mod lab;
 pub mod netns;
 pub mod packets;
 pub mod topology;

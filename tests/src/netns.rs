@@ -80,6 +80,9 @@ pub struct LabSpec {
     test: String,
     hosts: BTreeMap<String, HostSpec>,
     veths: Vec<Veth>,
+    /// Namespaces named `<prefix><host>` and kept until removed (`cargo xtask lab`), instead
+    /// of per-process names removed with the [`Lab`].
+    persistent_prefix: Option<String>,
 }
 
 impl LabSpec {
@@ -94,6 +97,17 @@ impl LabSpec {
             test,
             hosts: BTreeMap::new(),
             veths: Vec::new(),
+            persistent_prefix: None,
+        }
+    }
+
+    /// A lab whose namespaces are called `<prefix><host>` and outlive this process: dropping
+    /// the built [`Lab`] leaves them and the processes it started running; [`Lab::remove`]
+    /// takes them down (also from another process, after [`Lab::open`]).
+    pub fn persistent(test: &str, prefix: &str) -> Self {
+        LabSpec {
+            persistent_prefix: Some(prefix.to_string()),
+            ..LabSpec::new(test)
         }
     }
 
@@ -199,13 +213,20 @@ impl LabSpec {
         let mut lab = Lab {
             hosts: BTreeMap::new(),
             children: Mutex::new(Vec::new()),
+            owned: self.persistent_prefix.is_none(),
         };
         for name in self.hosts.keys() {
-            let ns = format!(
-                "{NS_PREFIX}{}-{lab_id}-{}-{name}",
-                std::process::id(),
-                self.test
-            );
+            let ns = match &self.persistent_prefix {
+                Some(prefix) => format!("{prefix}{name}"),
+                None => format!(
+                    "{NS_PREFIX}{}-{lab_id}-{}-{name}",
+                    std::process::id(),
+                    self.test
+                ),
+            };
+            if self.persistent_prefix.is_some() && namespace_exists(&ns) {
+                bail!("namespace {ns} exists already: is a lab up? (take it down first)");
+            }
             let path = create_namespace(&ns).with_context(|| format!("creating namespace {ns}"))?;
             lab.hosts.insert(name.clone(), Host { ns, path });
         }
@@ -701,13 +722,70 @@ pub struct LinkStats {
     pub tx_bytes: u64,
 }
 
-/// A built lab. Dropping it kills the processes it started and deletes every namespace.
+/// A built lab. Dropping it kills the processes it started and deletes every namespace
+/// (unless it is persistent: see [`LabSpec::persistent`]).
 pub struct Lab {
     hosts: BTreeMap<String, Host>,
     children: Mutex<Vec<Child>>,
+    /// Whether dropping the lab takes it down.
+    owned: bool,
 }
 
 impl Lab {
+    /// A persistent lab built earlier (by this or another process): hosts `hosts`, namespaces
+    /// `<prefix><host>`. Errors if one of them does not exist.
+    pub fn open(prefix: &str, hosts: &[&str]) -> anyhow::Result<Lab> {
+        let mut opened = BTreeMap::new();
+        for name in hosts {
+            let ns = format!("{prefix}{name}");
+            let path = Path::new(NETNS_DIR).join(&ns);
+            if !path.exists() {
+                bail!("no namespace {ns}: the lab is not up");
+            }
+            opened.insert(name.to_string(), Host { ns, path });
+        }
+        Ok(Lab {
+            hosts: opened,
+            children: Mutex::new(Vec::new()),
+            owned: false,
+        })
+    }
+
+    /// Takes the lab down: every process running in its namespaces is killed (SIGTERM, then
+    /// SIGKILL after `grace`), and the namespaces are deleted.
+    pub fn remove(self, grace: std::time::Duration) {
+        let pids = |lab: &Lab| -> Vec<i32> {
+            lab.hosts
+                .values()
+                .flat_map(|host| processes_in(&host.path))
+                .collect()
+        };
+        for pid in pids(&self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let started = std::time::Instant::now();
+        while !pids(&self).is_empty() && started.elapsed() < grace {
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for pid in pids(&self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Ok(mut children) = self.children.lock() {
+            for child in children.iter_mut() {
+                let _ = child.wait();
+            }
+        }
+        for host in self.hosts.values() {
+            delete_namespace(&host.path);
+        }
+    }
+
     /// The host called `name`.
     pub fn host(&self, name: &str) -> &Host {
         self.hosts
@@ -777,8 +855,33 @@ fn kill_group(pid: u32) {
     );
 }
 
+/// The processes whose network namespace is the one bound at `path`.
+fn processes_in(path: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(target) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let ns = std::fs::metadata(entry.path().join("ns/net")).ok()?;
+            (ns.ino() == target.ino()
+                && ns.dev() == target.dev()
+                && pid != std::process::id() as i32)
+                .then_some(pid)
+        })
+        .collect()
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Ok(mut children) = self.children.lock() {
             for child in children.iter_mut() {
                 let _ = child.kill();

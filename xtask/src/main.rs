@@ -34,9 +34,18 @@ enum Task {
         #[arg(last = true)]
         nextest_args: Vec<String>,
     },
-    /// Build everything, bring up a netns lab, run the agent on it, send traffic, print what
-    /// the agent counted, tear it all down (needs root).
+    /// A tour of the whole system on the lab of vagrant/lab.toml (needs root): two lb nodes
+    /// electing a master, L4 in XDP and L7 on the VIP, a real failing and returning, the master
+    /// killed under traffic with established connections carrying on, each node's counters.
     Demo,
+    /// The multi-node lab from vagrant/lab.toml on network namespaces (needs root):
+    /// `up`, `status`, `exec NODE -- CMD`, `test` (the HA scenario against the lab that is up),
+    /// `down`.
+    Lab {
+        /// The lab command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Run a benchmark and print its table (needs root): l4 (per packet and end to end),
     /// l4-packet, l4-e2e, failover, l7 (HTTP proxy vs HAProxy and nginx), conformance (the
     /// request-path table and the HTTP/2 bomb's memory per stream, lb vs HAProxy and nginx), sync
@@ -57,6 +66,7 @@ fn main() -> ExitCode {
             nextest_args,
         } => tasks::test(!no_lint, &nextest_args),
         Task::Demo => tasks::demo(),
+        Task::Lab { args } => tasks::lab(&args),
         Task::Bench { which } => tasks::bench(&which),
     };
     match result {

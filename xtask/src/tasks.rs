@@ -105,8 +105,14 @@ pub fn test(lint: bool, nextest_args: &[String]) -> anyhow::Result<()> {
 /// `cargo xtask demo`.
 pub fn demo() -> anyhow::Result<()> {
     require_root("demo")?;
+    lab(&["tour".to_string()])
+}
+
+/// `cargo xtask lab ARGS`: the agent built, then the lab tool run with `ARGS`.
+pub fn lab(args: &[String]) -> anyhow::Result<()> {
+    require_root("lab")?;
     let root = workspace_root();
-    println!("xtask: building the agent and the demo");
+    println!("xtask: building the agent and the lab tool");
     run(Command::new(cargo()).current_dir(&root).args([
         "build",
         "--package",
@@ -121,10 +127,10 @@ pub fn demo() -> anyhow::Result<()> {
             "--package",
             "lb-tests",
             "--bin",
-            "lb-demo",
+            "lb-lab",
             "--",
         ])
-        .arg(root.join("lb-user/examples/demo.toml")))
+        .args(args))
 }
 
 /// `cargo xtask bench WHICH`: built in release mode, since that is what runs in production.

@@ -1,0 +1,15 @@
+//! The multi-node lab as a product (`cargo xtask lab`): [`topology`] reads
+//! `vagrant/lab.toml`; [`namespaces`] builds it on network namespaces and starts what each node
+//! runs; [`status`] reports on it; [`probe`] is the client's HTTP; [`scenario`] is the HA run
+//! that `lab test` and the demo share.
+
+pub mod namespaces;
+pub mod probe;
+pub mod scenario;
+pub mod status;
+pub mod topology;
+
+/// The shipped topology file.
+pub fn default_topology() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vagrant/lab.toml")
+}
