@@ -1,4 +1,5 @@
-//! Real daemons from Debian as lab peers: nginx as an application server.
+//! Real daemons from Debian as lab peers: nginx as an application server, keepalived as a
+//! VRRP peer.
 
 use std::{path::Path, process::Stdio};
 
@@ -55,4 +56,31 @@ pub fn nginx_backend(
         .stderr(Stdio::null());
     lab.start(command)
         .context("starting nginx (run `cargo xtask setup`)")
+}
+
+/// Starts keepalived (VRRP only, in the foreground) on lab host `host` with `config` (a
+/// keepalived.conf), its files under `dir`. Returns the pid.
+pub fn keepalived(lab: &Lab, host: &str, config: &str, dir: &Path) -> anyhow::Result<u32> {
+    let file = dir.join("keepalived.conf");
+    std::fs::write(&file, config)?;
+    let mut command = lab.host(host).command("keepalived")?;
+    command
+        .args([
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--no-syslog",
+            "--vrrp",
+            "-f",
+        ])
+        .arg(&file)
+        .arg("-p")
+        .arg(dir.join("keepalived.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    lab.start(command)
+        .context("starting keepalived (run `cargo xtask setup`)")
 }

@@ -187,7 +187,7 @@ pub fn start_in(
 }
 
 /// What one streaming connection saw.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Flow {
     /// The real that answered first.
     pub real: String,
@@ -195,6 +195,19 @@ pub struct Flow {
     pub exchanges: u64,
     /// The first failure: a reset, a close, a timeout, or another real answering.
     pub failure: Option<String>,
+}
+
+/// The flows of `flows` that broke, each described.
+pub fn broken(flows: &[Flow]) -> Vec<String> {
+    flows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            f.failure
+                .as_ref()
+                .map(|e| format!("flow {i} on {}: {e}", f.real))
+        })
+        .collect()
 }
 
 /// `FLOWS` streaming connections from the client until `stop`; joined, what each saw.

@@ -23,8 +23,8 @@ use lb_common::counters::Counter;
 use lb_tests::{
     agent::{RunningAgent, start_decap, stat, unique_bpf_dir},
     ha::{
-        FLOWS, Flow, PORT, REALS, config_with, ha_lab, ha_lab_with, serve_reals, serve_reals_up_to,
-        start, start_in, start_streaming, until_site_answers, wait_for_vip,
+        FLOWS, Flow, PORT, REALS, broken, config_with, ha_lab, ha_lab_with, serve_reals,
+        serve_reals_up_to, start, start_in, start_streaming, until_site_answers, wait_for_vip,
     },
     require_root,
     topology::SEGMENT_VIP,
@@ -37,15 +37,7 @@ use tokio::{
 
 /// Fails the test with what went wrong in each flow that broke, if any did.
 fn assert_unbroken(flows: &[Flow]) {
-    let failed: Vec<String> = flows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            f.failure
-                .as_ref()
-                .map(|e| format!("flow {i} on {}: {e}", f.real))
-        })
-        .collect();
+    let failed = broken(flows);
     assert!(
         failed.is_empty(),
         "{} flows broke:\n{}",

@@ -168,27 +168,7 @@ fn start_keepalived(
          vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  version {version}\n  virtual_router_id 51\n  \
          priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {SEGMENT_VIP}/24\n  }}\n}}\n"
     );
-    let file = dir.join("keepalived.conf");
-    std::fs::write(&file, config).expect("write keepalived.conf");
-    let mut command = lab.host(host).command("keepalived").expect("command");
-    command
-        .args([
-            "--dont-fork",
-            "--log-console",
-            "--log-detail",
-            "--no-syslog",
-            "--vrrp",
-            "-f",
-        ])
-        .arg(&file)
-        .arg("-p")
-        .arg(dir.join("keepalived.pid"))
-        .arg("-r")
-        .arg(dir.join("vrrp.pid"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    lab.start(command)
-        .expect("start keepalived (run `cargo xtask setup`)")
+    lb_tests::daemons::keepalived(lab, host, &config, &dir).expect("keepalived")
 }
 
 fn lb_config_v2(bpf_dir: &std::path::Path, priority: u8) -> String {

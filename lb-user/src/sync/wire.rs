@@ -347,6 +347,12 @@ mod tests {
             family: 4,
             _pad: [0; 2],
         };
+        let service = ServiceKey {
+            addr: flow.dst,
+            port: 80,
+            protocol: 6,
+            family: 4,
+        };
         Message {
             kind: Kind::Flows,
             hash_seed: 0x5eed,
@@ -357,12 +363,7 @@ mod tests {
                     seen_us: 1_700_000_000_123,
                     entry: Entry::Conn {
                         flow,
-                        service: ServiceKey {
-                            addr: flow.dst,
-                            port: 80,
-                            protocol: 6,
-                            family: 4,
-                        },
+                        service,
                         real_key: 0xdead_beef,
                     },
                 },
@@ -370,12 +371,7 @@ mod tests {
                     seen_us: 1_700_000_000_125,
                     entry: Entry::Closed {
                         flow,
-                        service: ServiceKey {
-                            addr: flow.dst,
-                            port: 80,
-                            protocol: 6,
-                            family: 4,
-                        },
+                        service,
                         real_key: 0xdead_beef,
                         reset: true,
                     },

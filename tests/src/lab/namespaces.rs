@@ -292,28 +292,7 @@ impl NetnsLab {
             self.topology.vip,
             self.topology.prefix_len(&network.name)?,
         );
-        let file = dir.join("keepalived.conf");
-        std::fs::write(&file, config)?;
-        let mut command = self.lab.host(name).command("keepalived")?;
-        command
-            .args([
-                "--dont-fork",
-                "--log-console",
-                "--no-syslog",
-                "--vrrp",
-                "-f",
-            ])
-            .arg(&file)
-            .arg("-p")
-            .arg(dir.join("keepalived.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.lab
-            .start(command)
-            .context("starting keepalived (run `cargo xtask setup`)")?;
+        crate::daemons::keepalived(&self.lab, name, &config, &dir)?;
         Ok(())
     }
 

@@ -11,6 +11,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+pub use crate::ha::Flow;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::TcpStream,
@@ -64,21 +66,10 @@ pub async fn get(addr: SocketAddr, limit: Duration) -> anyhow::Result<(u16, Stri
     .context("timed out")?
 }
 
-/// What one keep-alive flow saw.
-#[derive(Debug, Clone)]
-pub struct FlowReport {
-    /// The real that answered its first request.
-    pub real: String,
-    /// Requests answered.
-    pub exchanges: u64,
-    /// The first failure, if any: an error, a timeout, a status other than 200, or another
-    /// real answering.
-    pub failure: Option<String>,
-}
-
 /// A keep-alive connection to `addr` sending a GET every `interval` until `stop`.
-pub async fn flow(addr: SocketAddr, interval: Duration, stop: Arc<AtomicBool>) -> FlowReport {
-    let mut report = FlowReport {
+pub async fn flow(addr: SocketAddr, interval: Duration, stop: Arc<AtomicBool>) -> Flow {
+    // `failure`: an error, a timeout, a status other than 200, or another real answering.
+    let mut report = Flow {
         real: String::new(),
         exchanges: 0,
         failure: None,

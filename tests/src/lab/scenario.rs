@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 
 use super::{
     namespaces::NetnsLab,
-    probe::{self, FlowReport},
+    probe::{self, Flow},
     topology::Role,
 };
 
@@ -40,21 +40,13 @@ pub struct Report {
     /// Flows per real (L4, by Maglev and weight).
     pub spread: BTreeMap<String, usize>,
     /// The flows.
-    pub flows: Vec<FlowReport>,
+    pub flows: Vec<Flow>,
 }
 
 impl Report {
     /// The flows that broke, described.
     pub fn broken(&self) -> Vec<String> {
-        self.flows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                f.failure
-                    .as_ref()
-                    .map(|e| format!("flow {i} on {}: {e}", f.real))
-            })
-            .collect()
+        crate::ha::broken(&self.flows)
     }
 }
 
@@ -177,7 +169,7 @@ impl NetnsLab {
                     .collect();
                 let mut flows = Vec::new();
                 for task in tasks {
-                    flows.push(task.await.unwrap_or_else(|e| FlowReport {
+                    flows.push(task.await.unwrap_or_else(|e| Flow {
                         real: String::new(),
                         exchanges: 0,
                         failure: Some(format!("task: {e}")),
