@@ -1,7 +1,11 @@
 //! Sending a packet to its real: DR (new MAC addresses), TUN (IPIP / IP6IP6 in front) and NAT
 //! (new destination, checksums updated incrementally), plus NAT's way back.
 
-use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
 use lb_common::{
     counters::Counter,
     maps::{FAMILY_V4, FlowKey, NatEntry, Real, Settings},
@@ -21,8 +25,10 @@ pub enum Verdict {
     Pass,
     /// Send it back out of the ingress interface.
     Tx,
-    /// Send it out of this interface.
-    Redirect(u32),
+    /// Send it out of the interface `bpf_redirect` recorded. (The index is not carried in
+    /// the verdict: a payload that only one variant writes is read on every path by the
+    /// compiled code, which older verifiers (Debian 12's 6.1) refuse as uninitialised stack.)
+    Redirect,
     /// Drop it.
     Drop,
 }
@@ -48,9 +54,14 @@ fn send(ctx: &XdpContext, dmac: &[u8; 6], smac: &[u8; 6], ifindex: u32) -> Verdi
     // SAFETY: reading the context's ingress_ifindex field.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     if ifindex == ingress {
-        Verdict::Tx
+        return Verdict::Tx;
+    }
+    // SAFETY: plain helper call; it only records the target for after the program.
+    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+    if action == xdp_action::XDP_REDIRECT {
+        Verdict::Redirect
     } else {
-        Verdict::Redirect(ifindex)
+        Verdict::Drop
     }
 }
 

@@ -17,7 +17,7 @@ mod maps;
 mod parse;
 mod select;
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::counters::Counter;
 
 use crate::{forward::Verdict, maps::Tally, parse::ParseError};
@@ -79,16 +79,9 @@ fn finish(verdict: Verdict, mut t: Tally) -> u32 {
             t.add(Counter::Tx);
             xdp_action::XDP_TX
         }
-        Verdict::Redirect(ifindex) => {
-            // SAFETY: plain helper call; it only records the target for after the program.
-            let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
-            if action == xdp_action::XDP_REDIRECT {
-                t.add(Counter::Redirect);
-                action
-            } else {
-                t.add(Counter::Drop);
-                xdp_action::XDP_DROP
-            }
+        Verdict::Redirect => {
+            t.add(Counter::Redirect);
+            xdp_action::XDP_REDIRECT
         }
         Verdict::Drop => {
             t.add(Counter::Drop);

@@ -262,7 +262,12 @@ fn parse_l4(ctx: &XdpContext, parsed: &mut Parsed, t: &mut Tally) -> Result<(), 
             let tcp: *const TcpHdr = ptr_at(ctx, parsed.l4_offset)?;
             // SAFETY: bounds checked by `ptr_at`.
             let tcp = unsafe { &*tcp };
-            let header_len = (tcp.doff() as usize) * 4;
+            // The data offset is the high nibble of the 13th byte, read as a plain byte:
+            // older verifiers (Debian 12's 6.1) lose the bounds of the bitfield accessor's
+            // arithmetic and refuse the packet-pointer math below.
+            let offset_byte: *const u8 = ptr_at(ctx, parsed.l4_offset + 12)?;
+            // SAFETY: bounds checked by `ptr_at`.
+            let header_len = usize::from(unsafe { *offset_byte } >> 4) * 4;
             // Data offset below 5 words, or options running past the frame: not a TCP header.
             if header_len < size_of::<TcpHdr>()
                 || ctx.data() + parsed.l4_offset + header_len > ctx.data_end()

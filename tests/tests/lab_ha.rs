@@ -117,17 +117,17 @@ fn flows_survive(mode: &str) {
     // The master dies; node2 takes over, L4 and L7.
     lab.stop(node1.pid(), Signal::SIGKILL).expect("kill node1");
     std::thread::sleep(Duration::from_secs(2));
-    until_site_answers(&lab, Duration::from_secs(1));
+    until_site_answers(&lab, Duration::from_secs(3));
     let taken_over = stat(&node2.stats().expect("node2 stats"), Counter::Tx);
     assert!(taken_over > backup_tx, "node2 forwards after the failover");
     // node1 returns with the higher priority and preempts.
     let node1 = start_in(&lab, "node1", &dir1, 150, mode);
     std::thread::sleep(Duration::from_secs(2));
-    until_site_answers(&lab, Duration::from_secs(1));
+    until_site_answers(&lab, Duration::from_secs(3));
     // node1 stops cleanly; node2 takes over again.
     lab.stop(node1.pid(), Signal::SIGTERM).expect("stop node1");
     std::thread::sleep(Duration::from_secs(2));
-    until_site_answers(&lab, Duration::from_secs(1));
+    until_site_answers(&lab, Duration::from_secs(3));
     // node1 returns once more, preempts, and loses its link: node2 takes over.
     let _node1 = start_in(&lab, "node1", &dir1, 150, mode);
     wait_for_vip(&lab, "node1");
@@ -141,7 +141,7 @@ fn flows_survive(mode: &str) {
         .expect("ip link");
     assert!(down.success(), "link down");
     std::thread::sleep(Duration::from_secs(2));
-    until_site_answers(&lab, Duration::from_secs(1));
+    until_site_answers(&lab, Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     let flows = streaming.join().expect("client thread");
 

@@ -62,3 +62,43 @@ fn the_topology_file_lab_keeps_flows_through_a_failover_and_leaves_nothing_behin
     assert!(!bpf_root.exists(), "{} left behind", bpf_root.display());
     assert!(Path::new("/sys/fs/bpf").exists());
 }
+
+/// The Vagrantfile reads the topology as the lab tool renders it, and Vagrant (with the
+/// vagrant-libvirt provider that `cargo xtask setup` installs) accepts it; a description it
+/// cannot use is refused, not ignored.
+#[test]
+fn vagrant_validates_the_vagrantfile_built_from_the_topology_file() {
+    let topology = Topology::load(&default_topology()).expect("the shipped topology");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Vagrant checks that the file the lb nodes get exists.
+    let lb = dir.path().join("lb");
+    std::fs::write(&lb, "").expect("write");
+    let rendered =
+        lb_tests::lab::vagrant::render(&topology, Path::new("/nonexistent/box"), &lb, "qemu")
+            .expect("renders");
+    let validate = |json: &str| {
+        let file = dir.path().join("lab.json");
+        std::fs::write(&file, json).expect("write");
+        std::process::Command::new("vagrant")
+            .arg("validate")
+            .current_dir(lb_tests::lab::vagrant_dir())
+            .env("LB_LAB_JSON", &file)
+            .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .output()
+            .expect("vagrant (run `cargo xtask setup`)")
+    };
+    let output = validate(&serde_json::to_string(&rendered).expect("json"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("validated successfully"), "{text}");
+    let broken = validate("{\"box\": \"lb-lab/bookworm\"}");
+    assert!(
+        !broken.status.success(),
+        "a description without nodes is refused"
+    );
+}

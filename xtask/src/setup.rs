@@ -52,6 +52,10 @@ pub fn setup() -> anyhow::Result<()> {
         nextest,
     )?;
     step("Debian packages", debian_packages)?;
+    step(
+        "the VM lab's packages (vagrant, vagrant-libvirt, libvirt, QEMU, debootstrap)",
+        vm_packages,
+    )?;
     step("bpffs mounted on /sys/fs/bpf", bpffs)?;
     println!("setup: done");
     Ok(())
@@ -198,6 +202,53 @@ fn debian_packages() -> anyhow::Result<Outcome> {
         // A distribution whose postinst started a service anyway: stop it, ignoring "not running".
         let _ = Command::new("service").args([service, "stop"]).output();
     }
+    Ok(Outcome::Done(format!("installed {}", missing.join(", "))))
+}
+
+/// Packages of the lab on VMs (`cargo xtask lab --vagrant`; `vagrant validate` in the tests).
+const VM_PACKAGES: &[&str] = &[
+    "vagrant",
+    "vagrant-libvirt",
+    "libvirt-daemon-system",
+    "qemu-system-x86",
+    // libvirt's networks need its DHCP server even when the lab's own networks have none.
+    "dnsmasq-base",
+    "debootstrap",
+];
+
+/// The VM lab's packages. qemu-utils must be the version of qemu-system-x86 (the image may
+/// carry a newer one from backports, which conflicts): it is installed at that version.
+fn vm_packages() -> anyhow::Result<Outcome> {
+    let mut missing: Vec<String> = VM_PACKAGES
+        .iter()
+        .filter(|name| !is_installed(name))
+        .map(|name| name.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Outcome::AlreadyDone(VM_PACKAGES.join(", ")));
+    }
+    run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (needs root)")?;
+    let policy = output(Command::new("apt-cache").args(["policy", "qemu-system-x86"]))
+        .context("apt-cache policy qemu-system-x86")?;
+    let version = policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .filter(|v| *v != "(none)")
+        .context("no qemu-system-x86 in the package lists")?
+        .to_string();
+    missing.push(format!("qemu-utils={version}"));
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("RUNLEVEL", "1")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "--allow-downgrades",
+        ])
+        .args(&missing))
+    .with_context(|| format!("apt-get install {} (needs root)", missing.join(" ")))?;
     Ok(Outcome::Done(format!("installed {}", missing.join(", "))))
 }
 

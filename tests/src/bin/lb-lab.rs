@@ -1,5 +1,5 @@
-//! `cargo xtask lab ...` and `cargo xtask demo`: the multi-node lab from `vagrant/lab.toml`
-//! on network namespaces. Needs root.
+//! `cargo xtask lab ...` and `cargo xtask demo`: the multi-node lab from `vagrant/lab.toml`,
+//! on network namespaces or (`--vagrant`) on VMs. Needs root.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -9,6 +9,8 @@ use lb_tests::lab::{
     default_topology,
     namespaces::NetnsLab,
     topology::{Role, Topology},
+    vagrant, vagrant_dir, vm_box,
+    vms::{VmLab, prepare_host},
 };
 
 #[derive(Parser)]
@@ -17,6 +19,9 @@ struct Cli {
     /// Topology file.
     #[arg(long, default_value_os_t = default_topology())]
     topology: PathBuf,
+    /// The lab on Vagrant VMs (provider libvirt) instead of network namespaces.
+    #[arg(long)]
+    vagrant: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +44,11 @@ enum Command {
     Test,
     /// The demo: bring a lab up, show the system at work and under faults, take it down.
     Tour,
+    /// Build the VMs' box from Debian packages (vagrant-libvirt, offline at boot).
+    Box,
+    /// Print what the Vagrantfile reads (the topology rendered for the VMs).
+    #[command(hide = true)]
+    VagrantJson,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +64,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let topology = Topology::load(&cli.topology)?;
+    if cli.vagrant || matches!(cli.command, Command::Box | Command::VagrantJson) {
+        return on_vms(topology, cli.command);
+    }
     match cli.command {
         Command::Up => {
             let lab = NetnsLab::up(topology, true)?;
@@ -84,6 +97,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             test(&lab)?;
         }
         Command::Tour => tour(topology)?,
+        Command::Box | Command::VagrantJson => unreachable!("handled by on_vms"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lab commands on VMs.
+fn on_vms(topology: Topology, command: Command) -> anyhow::Result<ExitCode> {
+    let lab = VmLab::new(topology, &vagrant_dir());
+    let lb = lb_tests::agent::lb_binary()?;
+    match command {
+        Command::VagrantJson => {
+            let driver = std::env::var("LB_LAB_DRIVER").unwrap_or_else(|_| "qemu".into());
+            let rendered = vagrant::render(&lab.topology, &lab.box_dir(), &lb, &driver)?;
+            println!("{}", serde_json::to_string_pretty(&rendered)?);
+        }
+        Command::Box => {
+            let started = std::time::Instant::now();
+            vm_box::build(&lab.box_dir())?;
+            println!(
+                "lab: box {} built in {:?}",
+                vagrant::BOX_NAME,
+                started.elapsed()
+            );
+        }
+        Command::Up => {
+            prepare_host()?;
+            if !lab.has_box() {
+                println!("lab: no box {} yet: building it", vagrant::BOX_NAME);
+                vm_box::build(&lab.box_dir())?;
+            }
+            lab.render(&lb)?;
+            let started = std::time::Instant::now();
+            let status = lab.vagrant().arg("up").status()?;
+            if !status.success() {
+                bail!("vagrant up failed");
+            }
+            println!("lab: VMs up in {:?}", started.elapsed());
+            print!("{}", lab.status()?);
+        }
+        Command::Status => {
+            prepare_host()?;
+            print!("{}", lab.status()?);
+        }
+        Command::Exec { node, command } => {
+            prepare_host()?;
+            let status = lab
+                .vagrant()
+                .args(["ssh", &node, "-c"])
+                .arg(command.join(" "))
+                .status()?;
+            return Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ));
+        }
+        Command::Test => {
+            prepare_host()?;
+            lab.test(&mut |line| println!("lab test: {line}"))?;
+        }
+        Command::Down => {
+            prepare_host()?;
+            lab.down()?;
+            println!(
+                "the lab's VMs are destroyed (the box stays: `vagrant box remove {}`)",
+                vagrant::BOX_NAME
+            );
+        }
+        Command::Tour => bail!("the tour runs on network namespaces (`cargo xtask demo`)"),
     }
     Ok(ExitCode::SUCCESS)
 }

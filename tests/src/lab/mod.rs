@@ -1,13 +1,22 @@
 //! The multi-node lab as a product (`cargo xtask lab`): [`topology`] reads
 //! `vagrant/lab.toml`; [`namespaces`] builds it on network namespaces and starts what each node
 //! runs; [`status`] reports on it; [`probe`] is the client's HTTP; [`scenario`] is the HA run
-//! that `lab test` and the demo share.
+//! that `lab test` and the demo share. On VMs: [`vagrant`] renders the topology for the
+//! Vagrantfile, [`vms`] drives `vagrant` and libvirt.
 
 pub mod namespaces;
 pub mod probe;
 pub mod scenario;
 pub mod status;
 pub mod topology;
+pub mod vagrant;
+pub mod vm_box;
+pub mod vms;
+
+/// The `vagrant/` folder.
+pub fn vagrant_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vagrant")
+}
 
 /// The shipped topology file.
 pub fn default_topology() -> std::path::PathBuf {

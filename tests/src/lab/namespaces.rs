@@ -277,21 +277,7 @@ impl NetnsLab {
     pub fn start_keepalived(&self, name: &str) -> anyhow::Result<()> {
         let node = self.topology.node(name)?;
         let dir = self.node_dir(name)?;
-        let network = self.topology.vip_network()?;
-        let index = node
-            .nics
-            .iter()
-            .position(|nic| nic.network == network.name)
-            .with_context(|| format!("node `{name}` has no nic on `{}`", network.name))?;
-        let config = format!(
-            "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 0\n}}\n\
-             vrrp_instance VI_1 {{\n  state BACKUP\n  interface {}\n  version 3\n  virtual_router_id 51\n  \
-             priority {}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {}/{}\n  }}\n}}\n",
-            interface(index),
-            node.priority.unwrap_or(100),
-            self.topology.vip,
-            self.topology.prefix_len(&network.name)?,
-        );
+        let config = self.topology.keepalived_config(node, interface)?;
         crate::daemons::keepalived(&self.lab, name, &config, &dir)?;
         Ok(())
     }

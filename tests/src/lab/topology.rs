@@ -178,6 +178,32 @@ impl Topology {
         Ok(prefix(&network.prefix)?.1)
     }
 
+    /// The keepalived.conf of a keepalived `node`: one VRRP instance for the VIP, as the
+    /// shipped lb config's (VRRPv3, router id 51, 100 ms), on the node's interface on the
+    /// VIP's network (`interface(i)` names its i-th interface on this platform).
+    pub fn keepalived_config(
+        &self,
+        node: &Node,
+        interface: impl Fn(usize) -> String,
+    ) -> anyhow::Result<String> {
+        let network = self.vip_network()?;
+        let index = node
+            .nics
+            .iter()
+            .position(|nic| nic.network == network.name)
+            .with_context(|| format!("node `{}` has no nic on `{}`", node.name, network.name))?;
+        Ok(format!(
+            "global_defs {{\n  router_id {}\n  vrrp_garp_master_delay 0\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface {}\n  version 3\n  virtual_router_id 51\n  \
+             priority {}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {}/{}\n  }}\n}}\n",
+            node.name,
+            interface(index),
+            node.priority.unwrap_or(100),
+            self.vip,
+            prefix(&network.prefix)?.1,
+        ))
+    }
+
     /// The lb configuration of `node`: placeholders filled in, `interface(i)` naming the
     /// node's i-th interface on this platform. Errors on a placeholder it does not know.
     pub fn lb_config(
