@@ -134,6 +134,7 @@ fn on_vms(topology: Topology, command: Command) -> anyhow::Result<ExitCode> {
                 bail!("vagrant up failed");
             }
             println!("lab: VMs up in {:?}", started.elapsed());
+            lab.until_settled(Duration::from_secs(120))?;
             print!("{}", lab.status()?);
         }
         Command::Status => {

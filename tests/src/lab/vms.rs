@@ -165,6 +165,22 @@ impl VmLab {
         }
     }
 
+    /// The lb node with the highest priority.
+    fn preferred_master(&self) -> anyhow::Result<String> {
+        self.topology
+            .nodes(Role::Lb)
+            .max_by_key(|n| n.priority)
+            .map(|n| n.name.clone())
+            .context("no lb node")
+    }
+
+    /// Waits (up to `limit`) until the preferred master holds the VIP: after `up`, a node
+    /// holds preemption until it has its peer's connection table.
+    pub fn until_settled(&self, limit: Duration) -> anyhow::Result<String> {
+        let preferred = self.preferred_master()?;
+        self.until_master(|m| m == preferred, limit)
+    }
+
     /// The status report: VMs, master, XDP mode, health, requests through the VIP.
     pub fn status(&self) -> anyhow::Result<String> {
         let mut out = run(self.vagrant().arg("status"))?;
@@ -221,13 +237,7 @@ impl VmLab {
     /// VM destroyed (`virsh destroy`), the backup taking the VIP, the master booted again
     /// and preempting; fails if a flow broke.
     pub fn test(&self, say: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
-        let preferred = self
-            .topology
-            .nodes(Role::Lb)
-            .max_by_key(|n| n.priority)
-            .map(|n| n.name.clone())
-            .context("no lb node")?;
-        let master = self.until_master(|m| m == preferred, Duration::from_secs(120))?;
+        let master = self.until_settled(Duration::from_secs(120))?;
         say(&format!("{master} is the VRRP master"));
         let addr = SocketAddr::new(self.topology.vip.into(), 80);
         let runtime = tokio::runtime::Builder::new_multi_thread()
