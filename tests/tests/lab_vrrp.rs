@@ -457,7 +457,9 @@ fn interop_clean_stop_of_an_lb_master_loses_no_probe_to_a_keepalived_backup() {
                 let start = Instant::now();
                 let mut lost = 0;
                 while start.elapsed() < Duration::from_secs(10) {
-                    let answer = who_answers(vip, Duration::from_millis(50)).await;
+                    // 300 ms: a busy machine can be slow to answer, while a dropped SYN
+                    // would only be sent again after a second.
+                    let answer = who_answers(vip, Duration::from_millis(300)).await;
                     match answer.as_deref() {
                         Some("node2") => return Some(lost),
                         Some(_) => {}
@@ -474,7 +476,11 @@ fn interop_clean_stop_of_an_lb_master_loses_no_probe_to_a_keepalived_backup() {
     stopped.store(true, std::sync::atomic::Ordering::Relaxed);
     lab.stop(lb.pid(), Signal::SIGTERM).expect("stop lb");
     let lost = prober.join().expect("prober thread");
-    assert_eq!(lost, Some(0), "keepalived took over and no probe was lost");
+    assert_eq!(
+        lost,
+        Some(0),
+        "keepalived took over and no probe was lost (None: it never answered)"
+    );
 }
 
 /// Make-before-break on preemption with keepalived as the old master: lb returns with the

@@ -205,7 +205,7 @@ fn tour_steps(lab: &NetnsLab) -> anyhow::Result<()> {
     print!("{}", lab.status());
 
     let lb = lb_tests::agent::lb_binary()?.display().to_string();
-    let first = lab.preferred_master()?;
+    let first = lab.topology.preferred_master()?;
     let config = lab.lb_config_path(&first).display().to_string();
     println!("\n== {first}'s configuration (written from vagrant/lab.toml's [lb] section)");
     print!(

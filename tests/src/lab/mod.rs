@@ -22,3 +22,23 @@ pub fn vagrant_dir() -> std::path::PathBuf {
 pub fn default_topology() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vagrant/lab.toml")
 }
+
+/// Polls `probe` every `poll` until it gives a value, or fails after `limit` saying `what`
+/// was not seen.
+pub fn wait_for<T>(
+    what: &str,
+    limit: std::time::Duration,
+    poll: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("{what}: not within {limit:?}");
+        }
+        std::thread::sleep(poll);
+    }
+}

@@ -285,28 +285,25 @@ impl NetnsLab {
     /// The node (lb or keepalived) holding the VIP, if one does.
     pub fn master(&self) -> Option<String> {
         self.topology
-            .node
-            .iter()
-            .filter(|n| matches!(n.role, Role::Lb | Role::Keepalived))
-            .find(|n| {
-                self.output(&n.name, "ip", &["-o", "-4", "addr", "show"])
-                    .is_ok_and(|text| text.contains(&format!(" {}/", self.topology.vip)))
-            })
+            .vrrp_nodes()
+            .find(|n| self.holds_vip(&n.name))
             .map(|n| n.name.clone())
+    }
+
+    /// Whether `node` has the VIP on an interface.
+    pub fn holds_vip(&self, node: &str) -> bool {
+        self.output(node, "ip", &["-o", "-4", "addr", "show"])
+            .is_ok_and(|text| self.topology.lists_vip(&text))
     }
 
     /// Waits up to `limit` until some node holds the VIP.
     pub fn wait_for_master(&self, limit: Duration) -> anyhow::Result<String> {
-        let started = Instant::now();
-        loop {
-            if let Some(master) = self.master() {
-                return Ok(master);
-            }
-            if started.elapsed() > limit {
-                bail!("no node took the VIP within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_for(
+            "a node holding the VIP",
+            limit,
+            Duration::from_millis(50),
+            || self.master(),
+        )
     }
 
     /// Runs `program args` on `node` and returns its standard output.

@@ -110,26 +110,14 @@ impl NetnsLab {
         self.topology
             .nodes(Role::Lb)
             .filter(|n| self.lb_pid(&n.name).is_some())
-            .find(|n| {
-                self.output(&n.name, "ip", &["-o", "-4", "addr", "show"])
-                    .is_ok_and(|text| text.contains(&format!(" {}/", self.topology.vip)))
-            })
+            .find(|n| self.holds_vip(&n.name))
             .map(|n| n.name.clone())
-    }
-
-    /// The lb node with the highest priority: the master once the lab has settled.
-    pub fn preferred_master(&self) -> anyhow::Result<String> {
-        self.topology
-            .nodes(Role::Lb)
-            .max_by_key(|n| n.priority)
-            .map(|n| n.name.clone())
-            .context("no lb node")
     }
 
     /// Waits up to `limit` until the preferred master holds the VIP (after `up`, a new
     /// node holds preemption until it has its peers' connection tables).
     pub fn until_settled(&self, limit: Duration) -> anyhow::Result<String> {
-        let preferred = self.preferred_master()?;
+        let preferred = self.topology.preferred_master()?;
         self.until_live_master(|m| m == preferred, limit)
     }
 
@@ -138,19 +126,13 @@ impl NetnsLab {
         wanted: impl Fn(&str) -> bool,
         limit: Duration,
     ) -> anyhow::Result<String> {
-        let started = Instant::now();
-        loop {
-            if let Some(master) = self.live_master().filter(|m| wanted(m)) {
-                return Ok(master);
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "no wanted master within {limit:?} (now: {:?})",
-                    self.live_master()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for(
+            "the wanted master",
+            limit,
+            Duration::from_millis(20),
+            || self.live_master().filter(|m| wanted(m)),
+        )
+        .with_context(|| format!("the master now: {:?}", self.live_master()))
     }
 
     /// Runs the scenario; `say` narrates each step.

@@ -157,6 +157,26 @@ impl Topology {
         self.node.iter().filter(move |n| n.role == role)
     }
 
+    /// Nodes that run VRRP for the VIP (lb and keepalived).
+    pub fn vrrp_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.node
+            .iter()
+            .filter(|n| matches!(n.role, Role::Lb | Role::Keepalived))
+    }
+
+    /// Whether `ip -o -4 addr show` output lists the VIP.
+    pub fn lists_vip(&self, addresses: &str) -> bool {
+        addresses.contains(&format!(" {}/", self.vip))
+    }
+
+    /// The lb node with the highest priority: the master once the lab has settled.
+    pub fn preferred_master(&self) -> anyhow::Result<String> {
+        self.nodes(Role::Lb)
+            .max_by_key(|n| n.priority)
+            .map(|n| n.name.clone())
+            .context("no lb node")
+    }
+
     /// The network the VIP is on (the first whose prefix holds it).
     pub fn vip_network(&self) -> anyhow::Result<&Network> {
         for network in &self.network {

@@ -135,12 +135,10 @@ impl VmLab {
     /// The node holding the VIP (asked over ssh; a destroyed VM does not answer).
     pub fn master(&self) -> Option<String> {
         self.topology
-            .node
-            .iter()
-            .filter(|n| matches!(n.role, Role::Lb | Role::Keepalived))
+            .vrrp_nodes()
             .find(|n| {
                 self.ssh(&n.name, "ip -o -4 addr show")
-                    .is_ok_and(|text| text.contains(&format!(" {}/", self.topology.vip)))
+                    .is_ok_and(|text| self.topology.lists_vip(&text))
             })
             .map(|n| n.name.clone())
     }
@@ -150,34 +148,16 @@ impl VmLab {
         wanted: impl Fn(&str) -> bool,
         limit: Duration,
     ) -> anyhow::Result<String> {
-        let started = Instant::now();
-        loop {
-            if let Some(master) = self.master().filter(|m| wanted(m)) {
-                return Ok(master);
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "no wanted master within {limit:?} (now {:?})",
-                    self.master()
-                );
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// The lb node with the highest priority.
-    fn preferred_master(&self) -> anyhow::Result<String> {
-        self.topology
-            .nodes(Role::Lb)
-            .max_by_key(|n| n.priority)
-            .map(|n| n.name.clone())
-            .context("no lb node")
+        super::wait_for("the wanted master", limit, Duration::from_secs(1), || {
+            self.master().filter(|m| wanted(m))
+        })
+        .with_context(|| format!("the master now: {:?}", self.master()))
     }
 
     /// Waits (up to `limit`) until the preferred master holds the VIP: after `up`, a node
     /// holds preemption until it has its peer's connection table.
     pub fn until_settled(&self, limit: Duration) -> anyhow::Result<String> {
-        let preferred = self.preferred_master()?;
+        let preferred = self.topology.preferred_master()?;
         self.until_master(|m| m == preferred, limit)
     }
 
