@@ -54,6 +54,17 @@ fn the_topology_file_lab_keeps_flows_through_a_failover_and_leaves_nothing_behin
         "three reals up for L4 and L7:\n{status}"
     );
 
+    // The agents' logs carry no netlink noise: the next-hop look-ups read every answer
+    // (an abandoned dump made a warning per neighbour, every 2 s).
+    for node in ["lb1", "lb2"] {
+        let log = std::fs::read_to_string(state_dir.join(node).join("lb.log")).expect("lb log");
+        assert!(log.contains("lb running"), "{node}'s log:\n{log}");
+        assert!(
+            !log.contains("failed to forward response"),
+            "{node}'s log has netlink warnings:\n{log}"
+        );
+    }
+
     lab.down();
     for ns in &namespaces {
         assert!(!namespace_exists(ns), "namespace {ns} left behind");

@@ -135,16 +135,19 @@ impl Resolver {
 
     async fn link_mac(&self, ifindex: u32) -> Result<Option<[u8; 6]>, NeighError> {
         let mut links = self.handle.link().get().match_index(ifindex).execute();
+        // Every answer is read: a stream dropped early leaves the netlink connection with
+        // answers it cannot deliver (and a warning for each).
+        let mut found = None;
         while let Some(link) = links.try_next().await? {
             for attribute in link.attributes {
                 if let LinkAttribute::Address(mac) = attribute
                     && let Ok(mac) = <[u8; 6]>::try_from(mac.as_slice())
                 {
-                    return Ok(Some(mac));
+                    found.get_or_insert(mac);
                 }
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     async fn neighbour_mac(
@@ -163,8 +166,10 @@ impl Resolver {
             .get()
             .set_address_family(family)
             .execute();
+        // The whole dump is read (see `link_mac`), the first usable entry kept.
+        let mut found = None;
         while let Some(neighbour) = neighbours.try_next().await? {
-            if neighbour.header.ifindex != ifindex {
+            if found.is_some() || neighbour.header.ifindex != ifindex {
                 continue;
             }
             // Stale entries still name the right MAC; the kernel refreshes them on use.
@@ -196,13 +201,11 @@ impl Resolver {
                     _ => {}
                 }
             }
-            if destination == Some(addr)
-                && let Some(mac) = mac
-            {
-                return Ok(Some(mac));
+            if destination == Some(addr) {
+                found = mac;
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
