@@ -948,3 +948,46 @@ fn slowstart_ramps_a_returning_server_up() {
         "web2 took {late} of 40 after slowstart"
     );
 }
+
+/// A backend's `http_request` redirect and deny rules apply once the backend is chosen (they
+/// were accepted and then ignored), and answering rules apply in the order written, as
+/// HAProxy evaluates `http-request` rules: a redirect written before a deny wins for the
+/// requests both match.
+#[test]
+fn backend_rules_answer_in_the_order_written() {
+    require_root();
+    let lab = balancer_with_reals("l7brules", 1).build().expect("lab");
+    let apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let (_agent, _bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[frontend]]\nname = \"www\"\nbind = [\"{FRONTEND}\"]\ndefault_backend = \"app\"\n\n\
+             [[backend]]\nname = \"app\"\n\
+             acls = [\"old path_beg /old\", \"admin path_beg /admin\"]\n\
+             http_request = [\"deny deny_status 429 if admin\", \
+             \"redirect prefix https://new.example if old\", \"deny if old\"]\n\
+             servers = [{{ name = \"web1\", addr = \"{}:80\" }}]\n",
+            real_addr(1)
+        ),
+    );
+    let answers = exchange(
+        &lab,
+        vec![get("/admin/users", ""), get("/old/a", ""), get("/", "")],
+    );
+    assert_eq!(answers[0].status, 429, "the backend's deny");
+    assert_eq!(
+        answers[1].status, 302,
+        "the redirect, written before the deny"
+    );
+    assert_eq!(
+        answers[1].header("location"),
+        Some("https://new.example/old/a")
+    );
+    assert_eq!(answers[2].status, 200);
+    let forwarded: usize = apps.iter().map(|a| a.requests()).sum();
+    assert_eq!(
+        forwarded, 1,
+        "only the request no rule answered reached the server"
+    );
+}

@@ -468,6 +468,33 @@ impl HeaderRule {
     }
 }
 
+/// What an answering `http_request` rule does to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'r> {
+    /// Answer with this redirect.
+    Redirect(&'r Redirect),
+    /// Refuse with this status.
+    Deny(u16),
+}
+
+/// The first `redirect` or `deny` rule of `rules` that applies to `request`, in the order the
+/// rules are written (HAProxy evaluates `http-request` rules in order: a deny written before
+/// a redirect wins, and the other way round).
+pub fn answering_rule<'r>(
+    rules: &'r [HeaderRule],
+    acls: &[Acl],
+    request: &RequestView<'_>,
+) -> Option<Answer<'r>> {
+    rules.iter().find_map(|rule| {
+        let answer = match (rule.redirect(), rule.deny()) {
+            (Some(redirect), _) => Answer::Redirect(redirect),
+            (None, Some(status)) => Answer::Deny(status),
+            (None, None) => return None,
+        };
+        rule.applies(acls, request).then_some(answer)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +633,44 @@ mod tests {
         assert!(HeaderRule::parse("redirect scheme https code 200", &[]).is_err());
         assert!(HeaderRule::parse("redirect elsewhere x", &[]).is_err());
         assert!(HeaderRule::parse("redirect scheme", &[]).is_err());
+    }
+
+    #[test]
+    fn answering_rules_apply_in_the_order_written() {
+        let acls = vec![Acl::parse("is_old path_beg /old").unwrap()];
+        let view = |path: &'static str| RequestView {
+            method: "GET",
+            path,
+            query: None,
+            headers: Vec::new(),
+            src: None,
+            tls: false,
+        };
+        let rules = |lines: &[&str]| -> Vec<HeaderRule> {
+            lines
+                .iter()
+                .map(|l| HeaderRule::parse(l, &acls).unwrap())
+                .collect()
+        };
+        let deny_first = rules(&[
+            "set-header X-Seen yes",
+            "deny deny_status 429 if is_old",
+            "redirect prefix https://new.example if is_old",
+        ]);
+        assert_eq!(
+            answering_rule(&deny_first, &acls, &view("/old/a")),
+            Some(Answer::Deny(429))
+        );
+        let redirect_first = rules(&[
+            "redirect prefix https://new.example if is_old",
+            "deny deny_status 429 if is_old",
+        ]);
+        assert!(matches!(
+            answering_rule(&redirect_first, &acls, &view("/old/a")),
+            Some(Answer::Redirect(r)) if r.code == 302
+        ));
+        // A rule whose condition does not hold is passed over; header rules never answer.
+        assert_eq!(answering_rule(&deny_first, &acls, &view("/new")), None);
     }
 
     #[test]

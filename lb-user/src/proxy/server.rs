@@ -36,7 +36,7 @@ use super::{
     cookie::{self, CookieMode},
     head_guard::{Activity, ClientTimeouts, Expired, HeadGuard, InFlight, StallClock},
     log::{Entry, format_httplog},
-    rewrite::{HeaderRule, Vars},
+    rewrite::{Answer, HeaderRule, Vars, answering_rule},
     screen::screen,
     tunnel,
     upstream::PooledBody,
@@ -539,45 +539,9 @@ async fn handle(
         src: Some(client.ip()),
         tls,
     };
-    // A redirect rule that applies answers at once (HAProxy's `http-request redirect`).
-    if let Some(redirect) = frontend
-        .spec
-        .request_rules
-        .iter()
-        .filter_map(|r| r.redirect().map(|d| (r, d)))
-        .find(|(r, _)| r.applies(&frontend.spec.acls, &view))
-        .map(|(_, d)| d)
-    {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let location = redirect.location(host, target);
-        let mut response = Response::new(
-            Full::new(Bytes::new())
-                .map_err(|never| match never {})
-                .boxed(),
-        );
-        *response.status_mut() = StatusCode::from_u16(redirect.code).unwrap_or(StatusCode::FOUND);
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        return finish(&proxy, f, None, None, response, progress, None);
-    }
-    // `http-request deny`: refused here, counted as denied.
-    if let Some(status) = frontend
-        .spec
-        .request_rules
-        .iter()
-        .filter_map(|r| r.deny().map(|s| (r, s)))
-        .find(|(r, _)| r.applies(&frontend.spec.acls, &view))
-        .map(|(_, s)| s)
-    {
-        frontend.counters.denied.fetch_add(1, Ordering::Relaxed);
-        progress.termination = *b"PR--";
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-        return finish_local(&proxy, f, None, status, progress);
+    // The frontend's `http_request` redirect and deny rules, in the order written.
+    if let Some(answer) = answering_rule(&frontend.spec.request_rules, &frontend.spec.acls, &view) {
+        return answer_locally(&proxy, f, None, answer, &parts, progress);
     }
     let chosen_backend = frontend
         .spec
@@ -593,6 +557,10 @@ async fn handle(
     let backend = &proxy.backends[b];
     progress.backend = Some(b);
     let _backend_session = backend.counters.enter();
+    // Then the chosen backend's, as HAProxy runs a backend's rules once it is chosen.
+    if let Some(answer) = answering_rule(&backend.spec.request_rules, &backend.spec.acls, &view) {
+        return answer_locally(&proxy, f, Some(b), answer, &parts, progress);
+    }
     let board = proxy.board.borrow().clone();
     // `option persist` may force a cookie's server that its checks call down (not one an
     // operator took out): it counts as up for this request only.
@@ -1310,6 +1278,54 @@ impl Drop for Slot {
 }
 
 /// The proxy's own answer (an errorfile when configured, else HAProxy's wording).
+/// Answers a request from an `http_request` redirect or deny rule of frontend `f` (or of
+/// backend `b`): a redirect to its location, or a refusal with its status, counted as denied.
+fn answer_locally(
+    proxy: &Arc<Proxy>,
+    f: usize,
+    b: Option<usize>,
+    answer: Answer<'_>,
+    parts: &hyper::http::request::Parts,
+    mut progress: Progress,
+) -> Response<Body> {
+    match answer {
+        Answer::Redirect(redirect) => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let location = redirect.location(host, target);
+            let mut response = Response::new(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            *response.status_mut() =
+                StatusCode::from_u16(redirect.code).unwrap_or(StatusCode::FOUND);
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            finish(proxy, f, b, None, response, progress, None)
+        }
+        Answer::Deny(status) => {
+            proxy.frontends[f]
+                .counters
+                .denied
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(b) = b {
+                proxy.backends[b]
+                    .counters
+                    .denied
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            progress.termination = *b"PR--";
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            finish_local(proxy, f, b, status, progress)
+        }
+    }
+}
+
 fn finish_local(
     proxy: &Arc<Proxy>,
     f: usize,
