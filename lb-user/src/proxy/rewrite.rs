@@ -635,17 +635,22 @@ mod tests {
         assert!(HeaderRule::parse("redirect scheme", &[]).is_err());
     }
 
-    #[test]
-    fn answering_rules_apply_in_the_order_written() {
-        let acls = vec![Acl::parse("is_old path_beg /old").unwrap()];
-        let view = |path: &'static str| RequestView {
+    /// A plain GET of `path`.
+    fn get(path: &'static str) -> RequestView<'static> {
+        RequestView {
             method: "GET",
             path,
             query: None,
             headers: Vec::new(),
             src: None,
             tls: false,
-        };
+        }
+    }
+
+    #[test]
+    fn answering_rules_apply_in_the_order_written() {
+        let acls = vec![Acl::parse("is_old path_beg /old").unwrap()];
+        let view = get;
         let rules = |lines: &[&str]| -> Vec<HeaderRule> {
             lines
                 .iter()
@@ -677,14 +682,7 @@ mod tests {
     fn conditions_gate_rules() {
         let acls = vec![Acl::parse("is_api path_beg /api").unwrap()];
         let rule = HeaderRule::parse("set-header X-Api yes if is_api", &acls).unwrap();
-        let view = |path: &'static str| RequestView {
-            method: "GET",
-            path,
-            query: None,
-            headers: Vec::new(),
-            src: None,
-            tls: false,
-        };
+        let view = get;
         assert!(rule.applies(&acls, &view("/api/x")));
         assert!(!rule.applies(&acls, &view("/web")));
     }
