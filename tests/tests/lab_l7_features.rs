@@ -991,3 +991,71 @@ fn backend_rules_answer_in_the_order_written() {
         "only the request no rule answered reached the server"
     );
 }
+
+/// CPU ticks (user + system) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Out of file descriptors, a listener pauses before accepting again (nginx and HAProxy do
+/// the same) instead of retrying at once: with the agent's limit lowered just above what it
+/// holds, 100 clients connect, about 20 are accepted, the rest wait in the kernel's queue,
+/// and the agent stays nearly idle (before, it spun on EMFILE at a whole core). Once they
+/// close, it serves again.
+#[test]
+fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
+    require_root();
+    let lab = balancer_with_reals("l7emfile", 1).build().expect("lab");
+    let _apps = spawn_apps(&lab, &[1]);
+    warm_up(&lab, &[1]);
+    let (agent, _bpf_dir) = start(
+        &lab,
+        &format!(
+            "[[listen]]\nname = \"app\"\nbind = [\"{FRONTEND}\"]\n{}",
+            servers(&[1], "")
+        ),
+    );
+    let pid = agent.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .count();
+    let limit = format!("--nofile={}:{}", open + 20, open + 20);
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &limit])
+        .status()
+        .expect("prlimit");
+    assert!(lowered.success(), "prlimit");
+    let holding = lab
+        .host("client")
+        .spawn(|| async {
+            let mut streams = Vec::new();
+            for _ in 0..100 {
+                let connect = TcpStream::connect(frontend());
+                if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await
+                {
+                    streams.push(stream);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            streams.len()
+        })
+        .expect("clients");
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_ticks(pid) - before;
+    let connected = holding.join().expect("clients thread");
+    assert_eq!(connected, 100, "the kernel queued every connection");
+    // 100 ticks a second is one whole core.
+    assert!(
+        used < 30,
+        "the agent used {used} ticks in one second while out of descriptors"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(one(&lab, get("/", "")).status, 200, "serving again");
+}

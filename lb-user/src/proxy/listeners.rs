@@ -252,6 +252,22 @@ pub struct ReloadReport {
     pub retired_frontends: usize,
 }
 
+/// How long a listener stops accepting after `error`. A shortage of descriptors or memory
+/// lasts until connections close: accepting again at once would spin on the same error
+/// (nginx stops accepting for 500 ms, HAProxy pauses its listeners). An error of one
+/// connection (reset before it was accepted, refused by a firewall) needs no pause.
+fn accept_pause(error: &std::io::Error) -> Option<std::time::Duration> {
+    match error.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            Some(std::time::Duration::from_millis(100))
+        }
+        _ => None,
+    }
+}
+
+/// How often a listener that keeps pausing says so.
+const ACCEPT_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts on `socket` for whichever frontend the current snapshot binds to `addr`.
 async fn accept_loop(
     socket: Arc<TcpListener>,
@@ -260,6 +276,9 @@ async fn accept_loop(
     global_slots: Option<Arc<Semaphore>>,
     live: Arc<AtomicUsize>,
 ) {
+    // Pauses for a shortage of descriptors or memory since the last warning, and when that was.
+    let mut pauses = 0u32;
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let proxy = current.load_full();
         let Some((f, bind)) = proxy.bind_of(addr) else {
@@ -276,8 +295,21 @@ async fn accept_loop(
             Some(slots) => slots.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let Ok((stream, peer)) = socket.accept().await else {
-            continue;
+        let (stream, peer) = match socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                if let Some(pause) = accept_pause(&error) {
+                    // Said at most every 10 s: a shortage can last.
+                    pauses += 1;
+                    if warned.is_none_or(|at| at.elapsed() >= ACCEPT_WARNING_EVERY) {
+                        tracing::warn!(%addr, %error, ?pause, pauses, "accept failed; pausing this listener");
+                        warned = Some(std::time::Instant::now());
+                        pauses = 0;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                continue;
+            }
         };
         // The request head's time runs from here, a TLS handshake included.
         let accepted = std::time::Instant::now();
@@ -348,5 +380,28 @@ impl LiveConnection {
 impl Drop for LiveConnection {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_shortages_pause_accepting_and_one_connection_errors_do_not() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let error = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(
+                accept_pause(&error),
+                Some(std::time::Duration::from_millis(100)),
+                "{error}"
+            );
+        }
+        for errno in [libc::ECONNABORTED, libc::EPERM, libc::EPROTO] {
+            assert_eq!(
+                accept_pause(&std::io::Error::from_raw_os_error(errno)),
+                None
+            );
+        }
     }
 }
