@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{namespaces::NetnsLab, topology::Role};
 
 /// The XDP attach mode on `interface` as `ip -d link` shows it.
-fn xdp_mode(details: &str) -> &'static str {
+pub(super) fn xdp_mode(details: &str) -> &'static str {
     if details.contains("xdpgeneric") {
         "generic"
     } else if details.contains("xdpoffload") {

@@ -171,11 +171,8 @@ impl VmLab {
             master.as_deref().unwrap_or("held by no node")
         ));
         for node in self.topology.nodes(Role::Lb) {
-            let xdp = self
-                .ssh(
-                    &node.name,
-                    "ip -d link show eth1 | grep -o \"xdp[a-z]*\" | head -1",
-                )
+            let details = self
+                .ssh(&node.name, "ip -d link show eth1")
                 .unwrap_or_default();
             let state = if master.as_deref() == Some(node.name.as_str()) {
                 "MASTER"
@@ -185,12 +182,7 @@ impl VmLab {
             out.push_str(&format!(
                 "{}: {state}, XDP {} on eth1\n",
                 node.name,
-                match xdp.trim() {
-                    "xdpgeneric" => "generic",
-                    "xdp" | "xdpdrv" => "native",
-                    "" => "none",
-                    other => other,
-                }
+                super::status::xdp_mode(&details)
             ));
         }
         if let Some(master) = &master {
